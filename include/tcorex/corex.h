@@ -1,0 +1,57 @@
+/* Linear CorEx (Ver Steeg et al., NeurIPS 2019): the quasi-Newton,
+ * non-synergistic update with analytic annealing noise, distributed over
+ * column blocks. Collective on the context's communicator. */
+#ifndef TCOREX_COREX_H
+#define TCOREX_COREX_H
+
+#include "tcorex/ctx.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct tcx_corex_options {
+  int64_t n_factors; /* m >= 1 */
+  uint64_t seed;     /* initial weights, drawn per global column */
+  int64_t max_iter;  /* per annealing stage */
+  double tol;        /* stop a stage when |TC change| < tol */
+  int anneal;        /* nonzero: eps = 0.6^k, k = 1..6, then 0 */
+} tcx_corex_options;
+
+/* Sets the published defaults: max_iter 10000, tol 1e-5, anneal on, seed 0. */
+void tcx_corex_options_default(tcx_corex_options *options);
+
+/* Result of a fit, in this rank's columns (row-major [m, n_local]). Factors
+ * are ordered by decreasing tcs. */
+typedef struct tcx_corex_result {
+  int64_t n_factors;
+  int64_t n_local;
+  double *u;         /* U: normalised weights, rows w_j / sqrt(E z_j^2) */
+  double *weights;   /* W = U / sqrt(1 - u_j): unit latent noise */
+  double *factors;   /* F = rho~ / (1 + S): correlation = F^T F, diag 1 */
+  double *mi;        /* MI_ji = -1/2 log(1 - rho_ji^2) */
+  int32_t *clusters; /* argmax_j |U_ji| (0-based factor index) */
+  double *tcs;       /* [m], replicated */
+  double tc;         /* final objective (TC lower bound, maximised) */
+  double *history;   /* TC after every iteration, all stages, replicated */
+  int64_t n_history;
+  int64_t iterations; /* total over stages */
+  int converged;      /* every stage stopped on tol, not max_iter */
+} tcx_corex_result;
+
+/* Fits linear CorEx to this rank's standardised columns x (n_rows x n_local,
+ * row-major, no missing values), global columns col_begin .. col_begin +
+ * n_local - 1 of n_vars. Per iteration only reductions of n x m, m x m, m or
+ * scalar size cross ranks. Logs progress at TCX_LOG_PROGRESS at most once a
+ * second. The caller frees the result with tcx_corex_result_free(). */
+int tcx_corex_fit(tcx_ctx *ctx, const tcx_corex_options *options,
+                  const double *x, int64_t n_rows, int64_t n_local,
+                  int64_t col_begin, int64_t n_vars, tcx_corex_result *result);
+
+void tcx_corex_result_free(tcx_corex_result *result);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
