@@ -1,0 +1,206 @@
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "options.h"
+
+static const tcx_option_spec *find_option(const tcx_option_spec *options,
+                                          const char *name, size_t length)
+{
+  for (const tcx_option_spec *spec = options; spec->name; spec++)
+    if (strlen(spec->name) == length && strncmp(spec->name, name, length) == 0)
+      return spec;
+  return NULL;
+}
+
+static void format_range(const tcx_option_spec *spec, char *text, size_t size)
+{
+  if (spec->kind == TCX_OPT_INT) {
+    if (spec->max >= 9e18)
+      snprintf(text, size, "an integer >= %.0f", spec->min);
+    else
+      snprintf(text, size, "an integer in [%.0f, %.0f]", spec->min, spec->max);
+    return;
+  }
+  if (isinf(spec->max))
+    snprintf(text, size, "a number %s %g", spec->min_open ? ">" : ">=",
+             spec->min);
+  else
+    snprintf(text, size, "a number in %c%g, %g%c", spec->min_open ? '(' : '[',
+             spec->min, spec->max, spec->max_open ? ')' : ']');
+}
+
+static int choice_matches(const char *choices, const char *value)
+{
+  const size_t length = strlen(value);
+  const char *start = choices;
+
+  while (*start) {
+    const char *end = strchr(start, '|');
+    const size_t choice_length = end ? (size_t)(end - start) : strlen(start);
+
+    if (choice_length == length && strncmp(start, value, length) == 0)
+      return 1;
+    if (!end)
+      break;
+    start = end + 1;
+  }
+  return 0;
+}
+
+static int parse_number(tcx_ctx *ctx, const tcx_option_spec *spec,
+                        const char *text, double *number)
+{
+  char range[128];
+  char *end = NULL;
+  double value;
+
+  format_range(spec, range, sizeof(range));
+  errno = 0;
+  if (spec->kind == TCX_OPT_INT) {
+    long long integer = strtoll(text, &end, 10);
+
+    value = (double)integer;
+    if (end == text || *end != '\0' || errno == ERANGE)
+      return tcx_error(ctx, TCX_ERR_USAGE,
+                       "invalid value for %s: '%s' is not an integer; "
+                       "expected %s",
+                       spec->name, text, range);
+  } else {
+    value = strtod(text, &end);
+    if (end == text || *end != '\0' || errno == ERANGE || !isfinite(value))
+      return tcx_error(ctx, TCX_ERR_USAGE,
+                       "invalid value for %s: '%s' is not a finite number; "
+                       "expected %s",
+                       spec->name, text, range);
+  }
+  if (value < spec->min || (spec->min_open && value == spec->min) ||
+      value > spec->max || (spec->max_open && value == spec->max))
+    return tcx_error(ctx, TCX_ERR_USAGE,
+                     "invalid value for %s: %s is out of range; expected %s",
+                     spec->name, text, range);
+  *number = value;
+  return TCX_OK;
+}
+
+static int store_value(tcx_ctx *ctx, const tcx_option_spec *spec,
+                       const char *text, void *values)
+{
+  char *field = (char *)values + spec->offset;
+  double number = 0;
+  int rc = TCX_OK;
+
+  switch (spec->kind) {
+  case TCX_OPT_FLAG:
+    *(int *)field = 1;
+    break;
+  case TCX_OPT_INT:
+    TCX_TRY(parse_number(ctx, spec, text, &number));
+    *(int64_t *)field = (int64_t)number;
+    break;
+  case TCX_OPT_DOUBLE:
+    TCX_TRY(parse_number(ctx, spec, text, &number));
+    *(double *)field = number;
+    break;
+  case TCX_OPT_CHOICE:
+    TCX_CHECK(choice_matches(spec->choices, text), ctx, TCX_ERR_USAGE,
+              "invalid value for %s: '%s'; expected one of %s", spec->name,
+              text, spec->choices);
+    *(const char **)field = text;
+    break;
+  case TCX_OPT_STRING:
+    TCX_CHECK(text[0] != '\0', ctx, TCX_ERR_USAGE,
+              "invalid value for %s: the value is empty", spec->name);
+    *(const char **)field = text;
+    break;
+  }
+
+cleanup:
+  return rc;
+}
+
+static int parse_common(const char *arg, tcx_common_options *common)
+{
+  if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0)
+    common->help = 1;
+  else if (strcmp(arg, "--quiet") == 0 || strcmp(arg, "-q") == 0)
+    common->quiet = 1;
+  else if (strcmp(arg, "--verbose") == 0 || strcmp(arg, "-v") == 0)
+    common->verbose++;
+  else
+    return 0;
+  return 1;
+}
+
+int tcx_options_parse(tcx_ctx *ctx, const tcx_command *command, int argc,
+                      char **argv, void *values, tcx_common_options *common)
+{
+  unsigned char seen[128] = {0};
+  int rc = TCX_OK;
+
+  for (int k = 0; k < argc; k++)
+    if (strcmp(argv[k], "--help") == 0 || strcmp(argv[k], "-h") == 0) {
+      common->help = 1;
+      return TCX_OK;
+    }
+
+  for (int k = 0; k < argc; k++) {
+    const char *arg = argv[k];
+    const char *equals = strchr(arg, '=');
+    const size_t name_length = equals ? (size_t)(equals - arg) : strlen(arg);
+    const tcx_option_spec *spec;
+    const char *text = NULL;
+
+    if (parse_common(arg, common))
+      continue;
+    TCX_CHECK(strncmp(arg, "--", 2) == 0, ctx, TCX_ERR_USAGE,
+              "unexpected argument '%s'; options start with --, see "
+              "'tcorex %s --help'",
+              arg, command->name);
+    spec = find_option(command->options, arg, name_length);
+    TCX_CHECK(spec, ctx, TCX_ERR_USAGE,
+              "unknown option '%.*s' for 'tcorex %s'; see 'tcorex %s --help'",
+              (int)name_length, arg, command->name, command->name);
+    if (spec->kind == TCX_OPT_FLAG) {
+      TCX_CHECK(!equals, ctx, TCX_ERR_USAGE,
+                "option %s takes no value, got '%s'", spec->name, arg);
+    } else if (equals) {
+      text = equals + 1;
+    } else {
+      TCX_CHECK(k + 1 < argc, ctx, TCX_ERR_USAGE,
+                "option %s needs a value (%s)", spec->name, spec->metavar);
+      text = argv[++k];
+    }
+    TCX_TRY(store_value(ctx, spec, text, values));
+    seen[spec - command->options] = 1;
+  }
+
+  for (const tcx_option_spec *spec = command->options; spec->name; spec++)
+    TCX_CHECK(!spec->required || seen[spec - command->options], ctx,
+              TCX_ERR_USAGE, "missing required option %s %s; see 'tcorex %s "
+              "--help'", spec->name, spec->metavar, command->name);
+
+cleanup:
+  return rc;
+}
+
+void tcx_options_print_help(const tcx_command *command)
+{
+  printf("Usage: %s\n\n%s\n\nOptions:\n", command->usage, command->summary);
+  for (const tcx_option_spec *spec = command->options; spec->name; spec++) {
+    char left[64];
+
+    if (spec->kind == TCX_OPT_FLAG)
+      snprintf(left, sizeof(left), "%s", spec->name);
+    else
+      snprintf(left, sizeof(left), "%s %s", spec->name, spec->metavar);
+    printf("  %-24s %s%s\n", left, spec->help,
+           spec->required ? " (required)" : "");
+  }
+  printf("  %-24s %s\n", "-q, --quiet", "print errors only (default: progress at most once a second)");
+  printf("  %-24s %s\n", "-v, --verbose",
+         "also print per-iteration detail");
+  printf("  %-24s %s\n", "-h, --help", "print this help and exit");
+}

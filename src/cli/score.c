@@ -1,0 +1,142 @@
+/* tcorex score: mean Gaussian negative log-likelihood per sample of held-out
+ * data under each period's low-rank plus diagonal covariance. */
+#include <math.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "commands.h"
+#include "tcorex/block.h"
+#include "tcorex/h5io.h"
+#include "tcorex/lowrank.h"
+#include "tcorex/model.h"
+
+typedef struct score_values {
+  const char *model;
+  const char *input;
+  const char *dataset;
+  int zero_mean;
+} score_values;
+
+static const tcx_option_spec score_options[] = {
+    {"--model", TCX_OPT_STRING, offsetof(score_values, model), "FILE",
+     "model file written by 'tcorex fit'", 0, 0, 0, 0, NULL, 1},
+    {"--input", TCX_OPT_STRING, offsetof(score_values, input), "FILE",
+     "HDF5 file with held-out data, [T, p] or [nt, ns, p]", 0, 0, 0, 0, NULL,
+     1},
+    {"--dataset", TCX_OPT_STRING, offsetof(score_values, dataset), "NAME",
+     "dataset inside the input file (default /data)", 0, 0, 0, 0, NULL, 0},
+    {"--zero-mean", TCX_OPT_FLAG, offsetof(score_values, zero_mean), NULL,
+     "score the data as zero-mean instead of subtracting the model's means",
+     0, 0, 0, 0, NULL, 0},
+    {NULL, 0, 0, NULL, NULL, 0, 0, 0, 0, NULL, 0},
+};
+
+static void score_defaults(void *values)
+{
+  score_values *v = values;
+
+  v->dataset = "/data";
+}
+
+/* Centres the rows of one period in place: subtracts the model's mean (or
+ * nothing with --zero-mean) and replaces missing values by 0, that is, by the
+ * model's mean. */
+static void center_rows(double *rows, int64_t n_rows, int64_t n_local,
+                        const double *mean, int zero_mean)
+{
+  for (int64_t r = 0; r < n_rows; r++)
+    for (int64_t j = 0; j < n_local; j++) {
+      double *value = &rows[r * n_local + j];
+
+      if (isnan(*value))
+        *value = 0.0;
+      else if (!zero_mean)
+        *value -= mean[j];
+    }
+}
+
+static int check_shapes(tcx_ctx *ctx, const score_values *v,
+                        const tcx_model *model, const tcx_block *block)
+{
+  int rc = TCX_OK;
+
+  TCX_CHECK(block->n_vars == model->n_vars, ctx, TCX_ERR_INPUT,
+            "%s:%s has %lld variables but the model %s has %lld; score data "
+            "with the variables the model was fitted on",
+            v->input, v->dataset, (long long)block->n_vars, v->model,
+            (long long)model->n_vars);
+  TCX_CHECK(model->n_periods == 1 || model->n_periods == block->n_periods,
+            ctx, TCX_ERR_INPUT,
+            "%s:%s has %d period(s) but the model %s has %d; give the held-out "
+            "data as [nt, ns, p] with one block per model period",
+            v->input, v->dataset, block->n_periods, v->model,
+            model->n_periods);
+
+cleanup:
+  return rc;
+}
+
+static int run_score(tcx_ctx *ctx, void *values)
+{
+  const score_values *v = values;
+  const tcx_read_options read = {v->dataset, 0, 0.0};
+  tcx_model *model = NULL;
+  tcx_block *block = NULL;
+  double *l = NULL, *d = NULL;
+  double total = 0.0;
+  int rc = TCX_OK;
+
+  TCX_TRY(tcx_model_read(ctx, v->model, &model));
+  TCX_TRY(tcx_h5_read_block(ctx, v->input, &read, &block));
+  TCX_TRY(tcx_ctx_agree(ctx, check_shapes(ctx, v, model, block)));
+  TCX_TRY(tcx_calloc(ctx, model->n_factors * model->n_local, sizeof(double),
+                     "covariance factor", &l));
+  TCX_TRY(tcx_calloc(ctx, model->n_local, sizeof(double), "diagonal", &d));
+
+  if (tcx_ctx_rank(ctx) == 0)
+    printf("period\tsamples\tnll\n");
+  for (int t = 0; t < block->n_periods; t++) {
+    const int s = model->n_periods == 1 ? 0 : t;
+    const int64_t m = model->n_factors, n_local = model->n_local;
+    const int64_t first = block->period_begin[t];
+    const int64_t n_rows = block->period_begin[t + 1] - first;
+    double *rows = block->data + first * n_local;
+    double nll = 0.0;
+
+    center_rows(rows, n_rows, n_local, model->mean + s * n_local,
+                v->zero_mean);
+    rc = tcx_lowrank_from_factors(ctx, m, n_local,
+                                  model->factors + s * m * n_local,
+                                  model->std + s * n_local, l, d);
+    TCX_TRY(tcx_ctx_agree(ctx, rc));
+    TCX_TRY(tcx_lowrank_nll(ctx, m, n_local, l, d, n_rows, rows, &nll));
+    total += nll;
+    if (tcx_ctx_rank(ctx) == 0)
+      printf("%d\t%lld\t%.6f\n", t, (long long)n_rows, nll);
+  }
+  if (tcx_ctx_rank(ctx) == 0) {
+    printf("mean\t%lld\t%.6f\n", (long long)block->n_rows,
+           total / block->n_periods);
+    fflush(stdout);
+  }
+
+cleanup:
+  free(l);
+  free(d);
+  tcx_block_destroy(&block);
+  tcx_model_destroy(&model);
+  return rc;
+}
+
+const tcx_command tcx_command_score = {
+    "score",
+    "Print the mean negative log-likelihood per sample of held-out data.",
+    "mpirun -n N tcorex score --model MODEL.h5 --input D.h5 [--dataset NAME] "
+    "[--zero-mean]",
+    score_options,
+    run_score,
+    sizeof(score_values),
+    score_defaults,
+};
