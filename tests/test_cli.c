@@ -1,0 +1,332 @@
+/* End-to-end tests of the tcorex program: help, usage errors and exit codes,
+ * and the fMRI pipeline convert -> fit (2 and 3 ranks) -> export -> score.
+ * This program does not initialise MPI itself, because it launches mpirun. */
+#include <hdf5.h>
+#include <math.h>
+#include <nifti1_io.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+enum { COMMAND_MAX = 4096, OUTPUT_MAX = 65536 };
+
+typedef struct run_output {
+  int exit_code;
+  char text[OUTPUT_MAX]; /* stdout and stderr together */
+} run_output;
+
+typedef struct cli_fixture {
+  char dir[256];
+} cli_fixture;
+
+/* Runs a shell command, capturing its output and exit code. */
+static void run(const char *command, run_output *out)
+{
+  char full[COMMAND_MAX];
+  FILE *pipe;
+  size_t length = 0;
+  int status;
+
+  snprintf(full, sizeof(full), "%s 2>&1", command);
+  pipe = popen(full, "r");
+  assert_non_null(pipe);
+  while (length + 1 < sizeof(out->text) &&
+         fgets(out->text + length, (int)(sizeof(out->text) - length), pipe))
+    length += strlen(out->text + length);
+  out->text[length] = '\0';
+  status = pclose(pipe);
+  out->exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+}
+
+static void run_cli(const char *args, run_output *out)
+{
+  char command[COMMAND_MAX];
+
+  snprintf(command, sizeof(command), "%s %s", TCX_CLI_PATH, args);
+  run(command, out);
+}
+
+static void run_mpi(int ranks, const char *args, run_output *out)
+{
+  char command[COMMAND_MAX];
+
+  snprintf(command, sizeof(command),
+           "OPENBLAS_NUM_THREADS=1 %s -n %d %s %s %s", TCX_MPIEXEC, ranks,
+           TCX_MPIEXEC_FLAGS, TCX_CLI_PATH, args);
+  run(command, out);
+}
+
+static int file_exists(const char *path)
+{
+  struct stat info;
+
+  return stat(path, &info) == 0;
+}
+
+static int setup_dir(void **state)
+{
+  cli_fixture *fixture = calloc(1, sizeof(*fixture));
+
+  if (!fixture)
+    return -1;
+  snprintf(fixture->dir, sizeof(fixture->dir), "%s/tcx_cli_XXXXXX",
+           getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+  if (!mkdtemp(fixture->dir))
+    return -1;
+  *state = fixture;
+  return 0;
+}
+
+static int teardown_dir(void **state)
+{
+  cli_fixture *fixture = *state;
+  char command[512];
+
+  snprintf(command, sizeof(command), "rm -rf '%s'", fixture->dir);
+  if (system(command) != 0)
+    fprintf(stderr, "cannot remove %s\n", fixture->dir);
+  free(fixture);
+  return 0;
+}
+
+static void help_lists_commands(void **state)
+{
+  run_output out;
+
+  (void)state;
+  run_cli("--help", &out);
+  assert_int_equal(out.exit_code, 0);
+  assert_non_null(strstr(out.text, "fit"));
+  assert_non_null(strstr(out.text, "convert"));
+  assert_non_null(strstr(out.text, "Exit codes"));
+  run_cli("fit --help", &out);
+  assert_int_equal(out.exit_code, 0);
+  assert_non_null(strstr(out.text, "--factors M"));
+  assert_non_null(strstr(out.text, "--gaussianize MODE"));
+  run_cli("--version", &out);
+  assert_int_equal(out.exit_code, 0);
+  assert_non_null(strstr(out.text, "tcorex " TCX_VERSION));
+}
+
+/* Each bad command line exits with 2 and names the flag and what is
+ * accepted. */
+static void usage_errors_name_flag(void **state)
+{
+  static const struct {
+    const char *args;
+    const char *phrase;
+  } cases[] = {
+      {"", "no command given"},
+      {"frobnicate", "unknown command 'frobnicate'"},
+      {"fit --input a.h5 --output b.h5 --factors 0", "--factors: 0 is out of "
+                                                     "range; expected an "
+                                                     "integer >= 1"},
+      {"fit --input a.h5 --output b.h5 --factors abc",
+       "'abc' is not an integer"},
+      {"fit --input a.h5 --output b.h5 --factors 3 --tol -1",
+       "--tol: -1 is out of range"},
+      {"fit --input a.h5 --output b.h5 --factors 3 --gaussianize maybe",
+       "expected one of standard|outliers|none"},
+      {"fit --input a.h5 --output b.h5 --factors 3 --bogus",
+       "unknown option '--bogus'"},
+      {"fit --input a.h5 --factors 3", "missing required option --output"},
+      {"fit --input a.h5 --output b.h5 --factors", "--factors needs a value"},
+      {"convert --output x.h5", "exactly one of --nifti and --csv"},
+  };
+
+  (void)state;
+  for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+    run_output out;
+
+    run_cli(cases[k].args, &out);
+    if (out.exit_code != 2 || !strstr(out.text, cases[k].phrase))
+      fprintf(stderr, "args '%s' gave exit %d and output:\n%s\n",
+              cases[k].args, out.exit_code, out.text);
+    assert_int_equal(out.exit_code, 2);
+    assert_non_null(strstr(out.text, cases[k].phrase));
+  }
+}
+
+static void missing_input_is_input_error(void **state)
+{
+  cli_fixture *fixture = *state;
+  char args[COMMAND_MAX], output[512];
+  run_output out;
+
+  snprintf(output, sizeof(output), "%s/model.h5", fixture->dir);
+  snprintf(args, sizeof(args),
+           "fit --input %s/absent.h5 --factors 2 --output %s", fixture->dir,
+           output);
+  run_cli(args, &out);
+  assert_int_equal(out.exit_code, 3);
+  assert_non_null(strstr(out.text, "absent.h5"));
+  assert_false(file_exists(output));
+}
+
+/* Reads a whole dataset of a small HDF5 file as double. */
+static double *read_dataset(const char *path, const char *name,
+                            hsize_t *count)
+{
+  hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+  hid_t dataset, space;
+  double *values;
+  hssize_t points;
+
+  assert_true(file >= 0);
+  dataset = H5Dopen2(file, name, H5P_DEFAULT);
+  assert_true(dataset >= 0);
+  space = H5Dget_space(dataset);
+  points = H5Sget_simple_extent_npoints(space);
+  assert_true(points > 0);
+  values = calloc((size_t)points, sizeof(double));
+  assert_non_null(values);
+  assert_true(H5Dread(dataset, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL,
+                      H5P_DEFAULT, values) >= 0);
+  H5Sclose(space);
+  H5Dclose(dataset);
+  H5Fclose(file);
+  *count = (hsize_t)points;
+  return values;
+}
+
+/* Checks the exported label image against the input scan, read with
+ * nifticlib here: same grid and affine, labels exactly on the voxels whose
+ * time series varies, and each label a valid 1-based factor. */
+static void check_label_image(const char *bold_path, const char *label_path,
+                              int factors)
+{
+  nifti_image *bold = nifti_image_read(bold_path, 1);
+  nifti_image *labels = nifti_image_read(label_path, 1);
+  int64_t inside = 0;
+
+  assert_non_null(bold);
+  assert_non_null(labels);
+  assert_int_equal(labels->nx, bold->nx);
+  assert_int_equal(labels->ny, bold->ny);
+  assert_int_equal(labels->nz, bold->nz);
+  for (int r = 0; r < 4; r++)
+    for (int c = 0; c < 4; c++) {
+      assert_float_equal(labels->sto_xyz.m[r][c], bold->sto_xyz.m[r][c],
+                         1e-4);
+      assert_float_equal(labels->qto_xyz.m[r][c], bold->qto_xyz.m[r][c],
+                         1e-4);
+    }
+
+  assert_true(nifti_image_load(bold) == 0);
+  assert_true(nifti_image_load(labels) == 0);
+  {
+    const size_t n_voxels = (size_t)bold->nx * bold->ny * bold->nz;
+    const int n_volumes = bold->nt;
+    const short *series = bold->data; /* int16 storage */
+    int label_value;
+
+    assert_int_equal(bold->datatype, DT_INT16);
+    for (size_t v = 0; v < n_voxels; v++) {
+      int varies = 0;
+
+      for (int t = 1; t < n_volumes; t++)
+        if (series[t * n_voxels + v] != series[v])
+          varies = 1;
+      if (labels->datatype == DT_INT32)
+        label_value = ((const int32_t *)labels->data)[v];
+      else if (labels->datatype == DT_INT16)
+        label_value = ((const int16_t *)labels->data)[v];
+      else
+        fail_msg("unexpected label datatype %d", labels->datatype);
+      if (varies) {
+        inside++;
+        assert_true(label_value >= 1 && label_value <= factors);
+      } else {
+        assert_int_equal(label_value, 0);
+      }
+    }
+  }
+  assert_int_equal(inside, 1071);
+  nifti_image_free(bold);
+  nifti_image_free(labels);
+}
+
+static void fmri_pipeline_two_and_three_ranks(void **state)
+{
+  cli_fixture *fixture = *state;
+  const char *bold = TCX_SOURCE_DIR "/datasets/fmri_functional.nii";
+  char args[COMMAND_MAX], converted[512], model2[512], model3[512],
+      labels[512];
+  double *factors2, *factors3, max_difference = 0.0;
+  hsize_t count2, count3;
+  run_output out;
+
+  snprintf(converted, sizeof(converted), "%s/fmri.h5", fixture->dir);
+  snprintf(model2, sizeof(model2), "%s/model2.h5", fixture->dir);
+  snprintf(model3, sizeof(model3), "%s/model3.h5", fixture->dir);
+  snprintf(labels, sizeof(labels), "%s/labels.nii.gz", fixture->dir);
+
+  snprintf(args, sizeof(args), "convert --nifti %s --output %s", bold,
+           converted);
+  run_cli(args, &out);
+  assert_int_equal(out.exit_code, 0);
+
+  snprintf(args, sizeof(args),
+           "fit --input %s --factors 4 --seed 3 --max-iter 200 --output %s",
+           converted, model2);
+  run_mpi(2, args, &out);
+  if (out.exit_code != 0)
+    fprintf(stderr, "%s\n", out.text);
+  assert_int_equal(out.exit_code, 0);
+  snprintf(args, sizeof(args),
+           "fit --input %s --factors 4 --seed 3 --max-iter 200 --output %s",
+           converted, model3);
+  run_mpi(3, args, &out);
+  assert_int_equal(out.exit_code, 0);
+  assert_false(file_exists(strcat(strcpy(args, model3), ".tmp")));
+
+  factors2 = read_dataset(model2, "/factors", &count2);
+  factors3 = read_dataset(model3, "/factors", &count3);
+  assert_int_equal(count2, 4 * 1071);
+  assert_int_equal(count3, count2);
+  for (hsize_t k = 0; k < count2; k++)
+    max_difference = fmax(max_difference, fabs(factors2[k] - factors3[k]));
+  if (max_difference > 1e-8)
+    fprintf(stderr, "factors differ between 2 and 3 ranks by %g\n",
+            max_difference);
+  assert_true(max_difference <= 1e-8);
+  free(factors2);
+  free(factors3);
+
+  snprintf(args, sizeof(args),
+           "export --model %s --reference %s --what clusters --output %s",
+           model3, converted, labels);
+  run_cli(args, &out);
+  assert_int_equal(out.exit_code, 0);
+  check_label_image(bold, labels, 4);
+
+  snprintf(args, sizeof(args), "score --model %s --input %s", model2,
+           converted);
+  run_mpi(2, args, &out);
+  assert_int_equal(out.exit_code, 0);
+  assert_non_null(strstr(out.text, "mean\t20\t"));
+}
+
+int main(void)
+{
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(help_lists_commands),
+      cmocka_unit_test(usage_errors_name_flag),
+      cmocka_unit_test_setup_teardown(missing_input_is_input_error, setup_dir,
+                                      teardown_dir),
+      cmocka_unit_test_setup_teardown(fmri_pipeline_two_and_three_ranks,
+                                      setup_dir, teardown_dir),
+  };
+
+  return cmocka_run_group_tests_name("cli", tests, NULL, NULL);
+}
