@@ -257,7 +257,7 @@ static const char *tcx_corex_outcome_text(tcx_corex_step_outcome outcome)
 }
 
 /* Runs one annealing stage at level eps from the current moments. Sets
- * *converged when the stage stopped on tol. Collective. */
+ * *converged when the stage stopped before max_iter. Collective. */
 static int tcx_corex_run_stage(tcx_corex_work *work, tcx_corex_run *run,
                                double eps, tcx_corex_result *result,
                                int *converged)
@@ -304,7 +304,10 @@ static int tcx_corex_run_stage(tcx_corex_work *work, tcx_corex_run *run,
               "step above %g; the weights stay where they are",
               run->stage + 1, (long long)run->iteration, min_step);
     tcx_corex_log_progress(ctx, run, eps, work->now.tc, result);
-    if (change < options->tol) {
+
+    /* A step that did not move ends the stage even with tol = 0, because
+     * every further iteration would repeat it. */
+    if (change < options->tol || info.outcome != TCX_COREX_STEP_MOVED) {
       *converged = 1;
       break;
     }

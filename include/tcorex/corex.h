@@ -37,7 +37,8 @@ typedef struct tcx_corex_result {
   double *history;   /* TC after every iteration, all stages, replicated */
   int64_t n_history;
   int64_t iterations; /* total over stages */
-  int converged;      /* every stage stopped on tol, not max_iter */
+  int converged;      /* every stage ended before max_iter: its TC change
+                         fell below tol, or no step was possible */
 } tcx_corex_result;
 
 /* Fits linear CorEx to this rank's standardised columns x (n_rows x n_local,
