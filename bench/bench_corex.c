@@ -3,7 +3,7 @@
  * per rank. Prints a table; it asserts nothing and is not a ctest test.
  *
  * Usage: mpirun -n N tcorex_bench [--samples 160] [--factors 64]
- *            [--iterations 20] P [P ...]
+ *            [--iterations 50] P [P ...]
  */
 #include <cblas.h>
 #include <math.h>
@@ -133,12 +133,13 @@ cleanup:
 int main(int argc, char **argv)
 {
   tcx_ctx *ctx = NULL;
-  int64_t n = 160, m = 64, iterations = 20;
+  int64_t n = 160, m = 64, iterations = 50;
   int rc = TCX_OK;
 
   MPI_Init(&argc, &argv);
   if (tcx_ctx_create(MPI_COMM_WORLD, &ctx) != TCX_OK)
     MPI_Abort(MPI_COMM_WORLD, 1);
+  tcx_ctx_set_log_level(ctx, TCX_LOG_ERROR);
   if (tcx_ctx_rank(ctx) == 0)
     printf("%8s %5s %6s %4s %6s %10s %9s %9s %8s %10s\n", "p", "ranks", "n",
            "m", "iters", "s/iter", "GFLOP/s", "DGEMM", "of DGEMM",

@@ -285,6 +285,7 @@ static int tcx_corex_run_stage(tcx_corex_work *work, tcx_corex_run *run,
               run->stage + 1, eps, (long long)run->iteration, info.slope,
               last_tc);
     TCX_TRY(tcx_corex_record(ctx, run, work->now.tc, result));
+    result->trials += info.n_trials;
     change = fabs(work->now.tc - last_tc);
     tcx_log(ctx, TCX_LOG_DEBUG,
             "corex: stage %d iteration %lld TC %.12g change %.3g slope %.3g "

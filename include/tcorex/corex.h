@@ -37,6 +37,7 @@ typedef struct tcx_corex_result {
   double *history;   /* TC after every iteration, all stages, replicated */
   int64_t n_history;
   int64_t iterations; /* total over stages */
+  int64_t trials;     /* line-search trials that evaluated TC, total */
   int converged;      /* every stage ended before max_iter: its TC change
                          fell below tol, or no step was possible */
 } tcx_corex_result;
