@@ -10,13 +10,27 @@
 #include <unistd.h>
 
 #include <hdf5.h>
+#include <nifti1_io.h>
 
 #include "tcorex/block.h"
+#include "tcorex/csv.h"
 #include "tcorex/h5io.h"
+#include "tcorex/nifti.h"
 #include "tcx_test.h"
 #include "../src/h5io_internal.h"
 
 enum { P = 37 }; /* 2, 3 and 4 ranks split it unevenly */
+
+/* Clears ok and prints the failed condition, for checks that may fail on
+ * one rank only: the caller then passes ok to tcx_test_all_ok(). */
+#define CHECK(ok, cond)                                                      \
+  do {                                                                       \
+    if (!(cond)) {                                                           \
+      fprintf(stderr, "[rank %d] %s:%d: check failed: %s\n",                 \
+              tcx_ctx_rank(tcx_test_ctx()), __FILE__, __LINE__, #cond);      \
+      (ok) = 0;                                                              \
+    }                                                                        \
+  } while (0)
 
 /* Value of row r, column c of the 2-D test inputs; exact in float32. */
 static double value_2d(int64_t r, int64_t c) { return 100.0 * r + c + 0.5; }
@@ -299,17 +313,19 @@ static void read_block_rejects_text_file(void **state)
 {
   const char *fragments[] = {"is not an HDF5 file"};
   char path[256];
+  int ok = 1;
 
   (void)state;
+
   tcx_test_temp_path(".csv", path, sizeof(path));
   if (tcx_ctx_rank(tcx_test_ctx()) == 0) {
     FILE *file = fopen(path, "w");
 
-    assert_non_null(file);
-    fputs("a,b\n1,2\n", file);
-    assert_int_equal(fclose(file), 0);
+    CHECK(ok, file != NULL);
+    CHECK(ok, file && fputs("a,b\n1,2\n", file) >= 0);
+    CHECK(ok, file && fclose(file) == 0);
   }
-  assert_true(tcx_test_all_ok(1, "text input written"));
+  assert_true(tcx_test_all_ok(ok, "text input written"));
   expect_read_error(path, NULL, TCX_ERR_INPUT, fragments, 1);
   if (tcx_ctx_rank(tcx_test_ctx()) == 0)
     unlink(path);
@@ -325,6 +341,7 @@ static void read_block_missing_dataset_lists_others(void **state)
                              "/grp/x [2 x 3 x 37]", "--dataset"};
   tcx_ctx *ctx = tcx_test_ctx();
   char path[256];
+  int ok = 1;
 
   (void)state;
   tcx_test_temp_path(".h5", path, sizeof(path));
@@ -334,24 +351,25 @@ static void read_block_missing_dataset_lists_others(void **state)
     const hsize_t *shapes[3] = {dims2, dims3, dims1};
     const char *names[3] = {"/data2", "/grp/x", "/vector"};
 
-    H5Pset_create_intermediate_group(links, 1);
+    CHECK(ok, H5Pset_create_intermediate_group(links, 1) >= 0);
     for (int k = 0; k < 3; k++) {
       hid_t space = H5Screate_simple(k == 0 ? 2 : k == 1 ? 3 : 1, shapes[k],
                                      NULL);
       hid_t set = H5Dcreate2(file, names[k], H5T_IEEE_F64LE, space, links,
                              H5P_DEFAULT, H5P_DEFAULT);
 
-      assert_true(H5Dwrite(set, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL,
-                           H5P_DEFAULT, data) >= 0);
-      H5Dclose(set);
-      H5Sclose(space);
+      CHECK(ok, H5Dwrite(set, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL,
+                         H5P_DEFAULT, data) >= 0);
+      CHECK(ok, H5Dclose(set) >= 0);
+      CHECK(ok, H5Sclose(space) >= 0);
     }
-    H5Pclose(links);
-    assert_true(H5Fclose(file) >= 0);
+    CHECK(ok, H5Pclose(links) >= 0);
+    CHECK(ok, H5Fclose(file) >= 0);
   }
-  assert_true(tcx_test_all_ok(1, "file with three datasets written"));
+  assert_true(tcx_test_all_ok(ok, "file with three datasets written"));
   expect_read_error(path, &options, TCX_ERR_INPUT, fragments, 4);
-  assert_null(strstr(tcx_ctx_message(ctx), "/vector"));
+  assert_true(tcx_test_all_ok(!strstr(tcx_ctx_message(ctx), "/vector"),
+                              "1-D dataset left out of the list"));
   options.dataset = "/grp/missing/deeper";
   expect_read_error(path, &options, TCX_ERR_INPUT, fragments + 1, 1);
   free(data);
@@ -451,25 +469,25 @@ static void read_block_matches_reference_file(void **state)
   const char *path = TCX_TEST_DATA_DIR "/corex_chunks_p128.h5";
   double *whole = calloc(160 * 128, sizeof(double));
   tcx_block *block = NULL;
-  int64_t wrong = 0;
   hid_t file, set;
+  int ok = whole != NULL;
 
   (void)state;
-  assert_non_null(whole);
   file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
   set = H5Dopen2(file, "/data", H5P_DEFAULT);
-  assert_true(H5Dread(set, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT,
-                      whole) >= 0);
-  H5Dclose(set);
-  H5Fclose(file);
+  CHECK(ok, whole && H5Dread(set, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL,
+                             H5P_DEFAULT, whole) >= 0);
+  CHECK(ok, H5Dclose(set) >= 0);
+  CHECK(ok, H5Fclose(file) >= 0);
+  assert_true(tcx_test_all_ok(ok, "reference file read with plain HDF5"));
   assert_int_equal(tcx_h5_read_block(tcx_test_ctx(), path, NULL, &block),
                    TCX_OK);
-  assert_int_equal(block->n_rows, 160);
-  for (int64_t r = 0; r < 160; r++)
+  CHECK(ok, block->n_rows == 160);
+  for (int64_t r = 0; ok && r < 160; r++)
     for (int64_t j = 0; j < block->n_local; j++)
-      wrong += block->data[r * block->n_local + j] !=
-               whole[r * 128 + block->col_begin + j];
-  assert_true(tcx_test_all_ok(wrong == 0, "reference file values"));
+      CHECK(ok, block->data[r * block->n_local + j] ==
+                    whole[r * 128 + block->col_begin + j]);
+  assert_true(tcx_test_all_ok(ok, "reference file values"));
   tcx_block_destroy(&block);
   free(whole);
 }
@@ -488,17 +506,17 @@ static void dataset_shape_reports_dims(void **state)
   assert_int_equal(tcx_h5_dataset_shape(tcx_test_ctx(), path, "/x", &rank,
                                         shape),
                    TCX_OK);
-  assert_int_equal(rank, 3);
-  assert_int_equal(shape[0], 3);
-  assert_int_equal(shape[1], 5);
-  assert_int_equal(shape[2], P);
+  assert_true(tcx_test_all_ok(rank == 3 && shape[0] == 3 && shape[1] == 5 &&
+                                  shape[2] == P,
+                              "shape [3, 5, 37]"));
   free(data);
   if (tcx_ctx_rank(tcx_test_ctx()) == 0)
     unlink(path);
 }
 
-/* Rank 0 reads a whole dataset of a finished file with serial HDF5 and
- * returns its values as double plus its chunk shape (0 when contiguous). */
+/* Reads a whole dataset of a finished file with serial HDF5 and returns
+ * its values as double (NULL on failure) plus its chunk shape (0 when
+ * contiguous). */
 static double *read_output(const char *path, const char *name, int n_dims,
                            hsize_t *chunk)
 {
@@ -508,18 +526,52 @@ static double *read_output(const char *path, const char *name, int n_dims,
   hid_t create = H5Dget_create_plist(set);
   hssize_t count = H5Sget_simple_extent_npoints(space);
   double *values = calloc(count > 0 ? (size_t)count : 1, sizeof(double));
+  int ok = set >= 0 && create >= 0 && values != NULL;
 
-  assert_true(set >= 0 && values != NULL);
-  assert_true(H5Dread(set, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT,
-                      values) >= 0);
   memset(chunk, 0, (size_t)n_dims * sizeof(hsize_t));
-  if (H5Pget_layout(create) == H5D_CHUNKED)
-    assert_int_equal(H5Pget_chunk(create, n_dims, chunk), n_dims);
+  CHECK(ok, ok && H5Dread(set, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL,
+                          H5P_DEFAULT, values) >= 0);
+  if (ok && H5Pget_layout(create) == H5D_CHUNKED)
+    CHECK(ok, H5Pget_chunk(create, n_dims, chunk) == n_dims);
   H5Pclose(create);
   H5Sclose(space);
   H5Dclose(set);
   H5Fclose(file);
+  if (!ok) {
+    free(values);
+    return NULL;
+  }
   return values;
+}
+
+/* Checks on rank 0 the datasets written by write_columns_round_trip; returns
+ * 1 when all are right. */
+static int check_round_trip_file(const char *path, const double *replicated)
+{
+  hsize_t chunk[3];
+  double *a = read_output(path, "/a", 2, chunk);
+  double *b, *c, *s;
+  int ok = a != NULL;
+
+  CHECK(ok, chunk[0] == 4 && chunk[1] == P);
+  for (int64_t k = 0; a && k < 4 * P; k++)
+    CHECK(ok, a[k] == value_2d(k / P, k % P));
+  b = read_output(path, "/g/b", 3, chunk);
+  CHECK(ok, b != NULL && chunk[0] == 2 && chunk[1] == 3 && chunk[2] == P);
+  for (int64_t k = 0; b && k < 6 * P; k++)
+    CHECK(ok, b[k] == value_3d(k / (3 * P), (k / P) % 3, k % P));
+  c = read_output(path, "/c", 1, chunk);
+  CHECK(ok, c != NULL && chunk[0] == P);
+  for (int64_t k = 0; c && k < P; k++)
+    CHECK(ok, c[k] == 3.0 * k - 50);
+  s = read_output(path, "/small", 2, chunk);
+  CHECK(ok, s != NULL && chunk[0] == 0);
+  CHECK(ok, s && memcmp(s, replicated, 6 * sizeof(double)) == 0);
+  free(a);
+  free(b);
+  free(c);
+  free(s);
+  return ok;
 }
 
 /* Each rank writes its part of [4, P], [2, 3, P] and [P] column datasets
@@ -581,71 +633,56 @@ static void write_columns_round_trip(void **state)
   assert_int_equal(tcx_h5_write_attr_double(ctx, out, "scale", 0.25),
                    TCX_OK);
   assert_int_equal(tcx_h5_commit(ctx, &out), TCX_OK);
-  assert_null(out);
+  assert_true(tcx_test_all_ok(out == NULL, "commit sets the handle to NULL"));
   assert_true(tcx_test_all_ok(!file_exists(temp) && file_exists(path),
                               "PATH present and PATH.tmp gone after commit"));
 
-  if (tcx_ctx_rank(ctx) == 0) {
-    hsize_t chunk[3];
-    double *a = read_output(path, "/a", 2, chunk);
-    double *b, *c, *s;
+  {
+    int ok = 1;
 
-    assert_int_equal(chunk[0], 4);
-    assert_int_equal(chunk[1], P);
-    for (int64_t k = 0; k < 4 * P; k++)
-      assert_true(a[k] == value_2d(k / P, k % P));
-    b = read_output(path, "/g/b", 3, chunk);
-    assert_int_equal(chunk[2], P);
-    for (int64_t k = 0; k < 6 * P; k++)
-      assert_true(b[k] == value_3d(k / (3 * P), (k / P) % 3, k % P));
-    c = read_output(path, "/c", 1, chunk);
-    for (int64_t k = 0; k < P; k++)
-      assert_true(c[k] == 3.0 * k - 50);
-    s = read_output(path, "/small", 2, chunk);
-    assert_int_equal(chunk[0], 0);
-    assert_memory_equal(s, replicated, sizeof(replicated));
-    free(a);
-    free(b);
-    free(c);
-    free(s);
+    if (tcx_ctx_rank(ctx) == 0)
+      ok = check_round_trip_file(path, replicated);
+    assert_true(tcx_test_all_ok(ok, "file checked with plain HDF5"));
   }
-  assert_true(tcx_test_all_ok(1, "rank 0 checked the file"));
 
   {
     double *back = NULL, *whole = NULL, number = 0;
     int64_t shape[3];
     int n_dims = 0;
     char text[32];
-    int64_t wrong = 0;
+    int ok = 1;
 
     assert_int_equal(tcx_h5_read_columns(ctx, path, "/g/b", 3, dims3, begin,
                                          n, &back),
                      TCX_OK);
     for (int64_t k = 0; k < 6 * n; k++)
-      wrong += back[k] != local3[k];
-    assert_true(tcx_test_all_ok(wrong == 0, "read_columns of /g/b"));
+      CHECK(ok, back[k] == local3[k]);
+    assert_true(tcx_test_all_ok(ok, "read_columns of /g/b"));
     assert_int_equal(tcx_h5_read_replicated(ctx, path, "/small", &n_dims,
                                             shape, &whole),
                      TCX_OK);
-    assert_int_equal(n_dims, 2);
-    assert_memory_equal(whole, replicated, sizeof(replicated));
+    CHECK(ok, n_dims == 2 && shape[0] == 2 && shape[1] == 3);
+    CHECK(ok, memcmp(whole, replicated, sizeof(replicated)) == 0);
+    assert_true(tcx_test_all_ok(ok, "read_replicated of /small"));
     assert_int_equal(tcx_h5_read_attr_string(ctx, path, "note", text,
                                              sizeof(text)),
                      TCX_OK);
-    assert_string_equal(text, "written");
+    CHECK(ok, strcmp(text, "written") == 0);
     assert_int_equal(tcx_h5_read_attr_double(ctx, path, "count", &number),
                      TCX_OK);
-    assert_true(number == 1234567890123.0);
+    CHECK(ok, number == 1234567890123.0);
     assert_int_equal(tcx_h5_read_attr_double(ctx, path, "scale", &number),
                      TCX_OK);
-    assert_true(number == 0.25);
+    CHECK(ok, number == 0.25);
+    assert_true(tcx_test_all_ok(ok, "attributes read back"));
     free(back);
     assert_int_equal(tcx_h5_read_columns(ctx, path, "/a", 2, wrong_dims,
                                          begin, n, &back),
                      TCX_ERR_INPUT);
-    assert_null(back);
-    assert_non_null(strstr(tcx_ctx_message(ctx),
-                           "has shape [4 x 37], expected [5 x 37]"));
+    CHECK(ok, back == NULL);
+    CHECK(ok, strstr(tcx_ctx_message(ctx),
+                     "has shape [4 x 37], expected [5 x 37]") != NULL);
+    assert_true(tcx_test_all_ok(ok, "shape mismatch reported"));
     free(back);
     free(whole);
   }
@@ -657,19 +694,21 @@ static void write_columns_round_trip(void **state)
     unlink(path);
 }
 
-/* Rank 0 reads root attribute "version" of path with serial HDF5. */
-static double read_version(const char *path)
+/* Returns 1 when path has root attribute version = 1 and no /new
+ * dataset, read with serial HDF5. */
+static int is_first_version(const char *path)
 {
   hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
   hid_t attr = H5Aopen(file, "version", H5P_DEFAULT);
   double version = -1;
+  int ok = attr >= 0;
 
-  assert_true(attr >= 0);
-  assert_true(H5Aread(attr, H5T_NATIVE_DOUBLE, &version) >= 0);
-  assert_int_equal(H5Lexists(file, "/new", H5P_DEFAULT), 0);
+  CHECK(ok, ok && H5Aread(attr, H5T_NATIVE_DOUBLE, &version) >= 0);
+  CHECK(ok, version == 1.0);
+  CHECK(ok, H5Lexists(file, "/new", H5P_DEFAULT) == 0);
   H5Aclose(attr);
   H5Fclose(file);
-  return version;
+  return ok;
 }
 
 /* A discarded rewrite leaves neither PATH.tmp nor changes to an old PATH. */
@@ -694,13 +733,12 @@ static void discard_keeps_old_file(void **state)
                                            1, dims, values),
                    TCX_OK);
   tcx_h5_discard(ctx, &out);
-  assert_null(out);
+  assert_true(tcx_test_all_ok(out == NULL, "discard sets the handle to NULL"));
   tcx_h5_discard(ctx, &out);
   assert_true(tcx_test_all_ok(!file_exists(temp) && file_exists(path),
                               "discard removes PATH.tmp and keeps PATH"));
-  if (tcx_ctx_rank(ctx) == 0)
-    assert_true(read_version(path) == 1.0);
-  assert_true(tcx_test_all_ok(1, "old file unchanged"));
+  assert_true(tcx_test_all_ok(tcx_ctx_rank(ctx) != 0 || is_first_version(path),
+                              "old file unchanged"));
   if (tcx_ctx_rank(ctx) == 0)
     unlink(path);
 }
@@ -748,7 +786,8 @@ static void write_columns_in_batches(void **state)
     hsize_t chunk[3];
     double *whole = read_output(path, "/b", 3, chunk);
 
-    for (int64_t k = 0; k < 6 * P; k++)
+    wrong = whole ? 0 : 1;
+    for (int64_t k = 0; whole && k < 6 * P; k++)
       wrong += whole[k] != value_3d(k / (3 * P), (k / P) % 3, k % P);
     free(whole);
   }
@@ -756,11 +795,115 @@ static void write_columns_in_batches(void **state)
   assert_int_equal(tcx_h5_read_columns(ctx, path, "/b", 3, dims3, begin, n,
                                        &back),
                    TCX_OK);
-  assert_memory_equal(back, local, (size_t)(6 * n) * sizeof(double));
+  assert_true(tcx_test_all_ok(
+      memcmp(back, local, (size_t)(6 * n) * sizeof(double)) == 0,
+      "batched file read back in columns"));
   free(back);
   free(local);
   if (tcx_ctx_rank(ctx) == 0)
     unlink(path);
+}
+
+/* A CSV table converted on rank 0 is read in blocks by every rank. */
+static void csv_convert_then_read_blocks(void **state)
+{
+  tcx_ctx *ctx = tcx_test_ctx();
+  tcx_block *block = NULL;
+  char csv[256], out[256];
+  int ok = 1;
+
+  (void)state;
+  tcx_test_temp_path(".csv", csv, sizeof(csv));
+  tcx_test_temp_path(".h5", out, sizeof(out));
+  if (tcx_ctx_rank(ctx) == 0) {
+    FILE *file = fopen(csv, "w");
+
+    CHECK(ok, file != NULL);
+    for (int64_t r = -1; file && r < 6; r++)
+      for (int64_t c = 0; c < P; c++) {
+        if (r < 0)
+          fprintf(file, "v%lld%s", (long long)c, c + 1 < P ? "," : "\n");
+        else if (r == 3 && c == 20)
+          fprintf(file, "NA%s", c + 1 < P ? "," : "\n");
+        else
+          fprintf(file, "%.17g%s", value_2d(r, c), c + 1 < P ? "," : "\n");
+      }
+    CHECK(ok, file && fclose(file) == 0);
+  }
+  assert_true(tcx_test_all_ok(ok, "CSV input written"));
+  assert_int_equal(tcx_csv_convert(ctx, csv, out, -1), TCX_OK);
+  assert_int_equal(tcx_h5_read_block(ctx, out, NULL, &block), TCX_OK);
+  CHECK(ok, block_has_partition(block, 1, 6));
+  for (int64_t r = 0; ok && r < 6; r++)
+    for (int64_t j = 0; j < block->n_local; j++) {
+      const int64_t c = block->col_begin + j;
+      const double got = block->data[r * block->n_local + j];
+
+      CHECK(ok, r == 3 && c == 20 ? isnan(got) : got == value_2d(r, c));
+    }
+  assert_true(tcx_test_all_ok(ok, "CSV values read in blocks"));
+  tcx_block_destroy(&block);
+  if (tcx_ctx_rank(ctx) == 0) {
+    unlink(csv);
+    unlink(out);
+  }
+}
+
+/* The real fMRI example converted on rank 0 and read in blocks equals
+ * nifticlib's own reading of the varying voxels, scaled. */
+static void nifti_convert_then_read_blocks(void **state)
+{
+  const char *bold_path = TCX_SOURCE_DIR "/datasets/fmri_functional.nii";
+  tcx_ctx *ctx = tcx_test_ctx();
+  nifti_image *bold = nifti_image_read(bold_path, 1);
+  int64_t *voxel = calloc(17 * 21 * 3, sizeof(int64_t));
+  tcx_block *block = NULL;
+  int64_t p = 0;
+  char out[256];
+  int ok = bold != NULL && voxel != NULL;
+
+  (void)state;
+  assert_true(tcx_test_all_ok(ok, "nifticlib reads the example"));
+  for (int64_t v = 0; v < 17 * 21 * 3; v++) {
+    const int16_t *raw = bold->data;
+    int varies = 0;
+
+    for (int64_t t = 1; t < 20; t++)
+      varies |= raw[t * 17 * 21 * 3 + v] != raw[v];
+    if (varies)
+      voxel[p++] = v;
+  }
+  tcx_test_temp_path(".h5", out, sizeof(out));
+  assert_int_equal(tcx_nifti_convert(ctx, bold_path, NULL, out), TCX_OK);
+  assert_int_equal(tcx_h5_read_block(ctx, out, NULL, &block), TCX_OK);
+  CHECK(ok, block->n_vars == p && block->n_rows == 20);
+  for (int64_t t = 0; ok && t < 20; t++)
+    for (int64_t j = 0; j < block->n_local; j++) {
+      const int16_t raw = ((const int16_t *)bold->data)
+          [t * 17 * 21 * 3 + voxel[block->col_begin + j]];
+      const float expected =
+          (float)(raw * (double)bold->scl_slope + bold->scl_inter);
+
+      CHECK(ok, block->data[t * block->n_local + j] == expected);
+    }
+  assert_true(tcx_test_all_ok(ok, "NIfTI values read in blocks"));
+  tcx_block_destroy(&block);
+  nifti_image_free(bold);
+  free(voxel);
+  if (tcx_ctx_rank(ctx) == 0)
+    unlink(out);
+}
+
+/* Runs last: every HDF5 object opened by the tests above, on success and
+ * error paths alike, has been closed. */
+static void hdf5_objects_all_closed(void **state)
+{
+  const ssize_t open_objects = H5Fget_obj_count(H5F_OBJ_ALL, H5F_OBJ_ALL);
+
+  (void)state;
+  if (open_objects != 0)
+    fprintf(stderr, "%zd HDF5 objects are still open\n", open_objects);
+  assert_true(tcx_test_all_ok(open_objects == 0, "HDF5 objects closed"));
 }
 
 int main(int argc, char **argv)
@@ -783,6 +926,9 @@ int main(int argc, char **argv)
       cmocka_unit_test(discard_keeps_old_file),
       cmocka_unit_test(create_rejects_missing_folder),
       cmocka_unit_test(write_columns_in_batches),
+      cmocka_unit_test(csv_convert_then_read_blocks),
+      cmocka_unit_test(nifti_convert_then_read_blocks),
+      cmocka_unit_test(hdf5_objects_all_closed),
   };
 
   return tcx_test_run(argc, argv, "h5io", tests,

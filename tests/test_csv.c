@@ -225,6 +225,18 @@ static void csv_missing_file(void **state)
   assert_false(file_exists(out));
 }
 
+/* Runs last: every HDF5 object opened by the tests above, on success and
+ * error paths alike, has been closed. */
+static void hdf5_objects_all_closed(void **state)
+{
+  const ssize_t open_objects = H5Fget_obj_count(H5F_OBJ_ALL, H5F_OBJ_ALL);
+
+  (void)state;
+  if (open_objects != 0)
+    fprintf(stderr, "%zd HDF5 objects are still open\n", open_objects);
+  assert_int_equal(open_objects, 0);
+}
+
 int main(int argc, char **argv)
 {
   const struct CMUnitTest tests[] = {
@@ -234,6 +246,7 @@ int main(int argc, char **argv)
       cmocka_unit_test(csv_bad_field_names_line_column),
       cmocka_unit_test(csv_rejects_malformed_tables),
       cmocka_unit_test(csv_missing_file),
+      cmocka_unit_test(hdf5_objects_all_closed),
   };
 
   return tcx_test_run(argc, argv, "csv", tests,
