@@ -47,6 +47,11 @@ int tcx_model_create(tcx_ctx *ctx, int n_periods, int64_t n_factors,
                      tcx_model **model);
 void tcx_model_destroy(tcx_model **model);
 
+/* Replaces the objective history with a copy of values (count entries).
+ * Not collective. */
+int tcx_model_set_objective(tcx_ctx *ctx, tcx_model *model,
+                            const double *values, int64_t count);
+
 /* Adds or replaces a root attribute. Not collective. */
 int tcx_model_set_string(tcx_ctx *ctx, tcx_model *model, const char *name,
                          const char *value);

@@ -1,0 +1,254 @@
+/* CSV conversion: small tables written here, the HDF5 output read back with
+ * plain HDF5 calls and compared with the values typed in the table. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <hdf5.h>
+
+#include "tcorex/csv.h"
+#include "tcx_test.h"
+
+static int file_exists(const char *path)
+{
+  struct stat info;
+
+  return stat(path, &info) == 0;
+}
+
+/* Writes text to a new temporary file named into path. */
+static void write_text(const char *text, char *path, size_t size)
+{
+  FILE *file;
+
+  tcx_test_temp_path(".csv", path, size);
+  file = fopen(path, "wb");
+  assert_non_null(file);
+  assert_int_equal(fputs(text, file) >= 0, 1);
+  assert_int_equal(fclose(file), 0);
+}
+
+/* Reads /data of a converted file; checks its shape first. */
+static double *read_data(const char *path, hsize_t rows, hsize_t cols)
+{
+  hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+  hid_t set = H5Dopen2(file, "/data", H5P_DEFAULT);
+  hid_t space = H5Dget_space(set);
+  hid_t type = H5Dget_type(set);
+  hsize_t dims[2] = {0, 0};
+  double *values = calloc(rows * cols, sizeof(double));
+
+  assert_non_null(values);
+  assert_int_equal(H5Sget_simple_extent_ndims(space), 2);
+  H5Sget_simple_extent_dims(space, dims, NULL);
+  assert_int_equal(dims[0], rows);
+  assert_int_equal(dims[1], cols);
+  assert_int_equal(H5Tget_class(type), H5T_FLOAT);
+  assert_int_equal(H5Tget_size(type), 8);
+  assert_true(H5Dread(set, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT,
+                      values) >= 0);
+  H5Tclose(type);
+  H5Sclose(space);
+  H5Dclose(set);
+  H5Fclose(file);
+  return values;
+}
+
+/* Returns 1 when the converted file has a /columns dataset. */
+static int has_columns(const char *path)
+{
+  hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+  const htri_t exists = H5Lexists(file, "/columns", H5P_DEFAULT);
+
+  H5Fclose(file);
+  return exists > 0;
+}
+
+/* Checks /columns of a converted file against names. */
+static void check_columns(const char *path, const char *const *names,
+                          int count)
+{
+  hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+  hid_t set = H5Dopen2(file, "/columns", H5P_DEFAULT);
+  hid_t type = H5Dget_type(set);
+  const size_t width = H5Tget_size(type);
+  char *text = calloc((size_t)count, width);
+
+  assert_non_null(text);
+  assert_int_equal(H5Tget_class(type), H5T_STRING);
+  assert_true(H5Dread(set, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, text) >= 0);
+  for (int c = 0; c < count; c++)
+    assert_string_equal(text + (size_t)c * width, names[c]);
+  free(text);
+  H5Tclose(type);
+  H5Dclose(set);
+  H5Fclose(file);
+}
+
+/* Compares values with expected, where NaN matches only NaN. */
+static void check_values(const double *values, const double *expected,
+                         int count)
+{
+  for (int k = 0; k < count; k++) {
+    if (isnan(expected[k]))
+      assert_true(isnan(values[k]));
+    else
+      assert_true(values[k] == expected[k]);
+  }
+}
+
+static void csv_header_quotes_and_missing(void **state)
+{
+  const char *text = "\"time\",\"a b\", c\n"
+                     "1, 2.5 ,NA\n"
+                     "\n"
+                     "-3e2, ,nan\n"
+                     "4,\"5\",\"6\"\n";
+  const double expected[9] = {1, 2.5, NAN, -300, NAN, NAN, 4, 5, 6};
+  const char *names[3] = {"time", "a b", "c"};
+  char csv[256], out[256], temp[300];
+  double *values;
+
+  (void)state;
+  write_text(text, csv, sizeof(csv));
+  tcx_test_temp_path(".h5", out, sizeof(out));
+  snprintf(temp, sizeof(temp), "%s.tmp", out);
+  assert_int_equal(tcx_csv_convert(tcx_test_ctx(), csv, out, -1), TCX_OK);
+  assert_false(file_exists(temp));
+  values = read_data(out, 3, 3);
+  check_values(values, expected, 9);
+  check_columns(out, names, 3);
+  free(values);
+  unlink(csv);
+  unlink(out);
+}
+
+static void csv_numeric_first_line_is_data(void **state)
+{
+  const char *text = "1,2\r\n3,4\r\n\r\n";
+  const double expected[4] = {1, 2, 3, 4};
+  char csv[256], out[256];
+  double *values;
+
+  (void)state;
+  write_text(text, csv, sizeof(csv));
+  tcx_test_temp_path(".h5", out, sizeof(out));
+  assert_int_equal(tcx_csv_convert(tcx_test_ctx(), csv, out, -1), TCX_OK);
+  values = read_data(out, 2, 2);
+  check_values(values, expected, 4);
+  assert_false(has_columns(out));
+  free(values);
+  unlink(csv);
+  unlink(out);
+}
+
+static void csv_forced_header_and_bom(void **state)
+{
+  const char *text = "\xEF\xBB\xBF" "10,20\n3,4\n";
+  const double expected[2] = {3, 4};
+  const char *names[2] = {"10", "20"};
+  char csv[256], out[256];
+  double *values;
+
+  (void)state;
+  write_text(text, csv, sizeof(csv));
+  tcx_test_temp_path(".h5", out, sizeof(out));
+  assert_int_equal(tcx_csv_convert(tcx_test_ctx(), csv, out, 1), TCX_OK);
+  values = read_data(out, 1, 2);
+  check_values(values, expected, 2);
+  check_columns(out, names, 2);
+  free(values);
+  unlink(csv);
+  unlink(out);
+}
+
+/* Converts text expecting failure; checks the message, and that neither
+ * the output nor its temporary file exists. */
+static void expect_csv_error(const char *text, int has_header,
+                             const char *fragment)
+{
+  tcx_ctx *ctx = tcx_test_ctx();
+  char csv[256], out[256], temp[300];
+  int rc;
+
+  write_text(text, csv, sizeof(csv));
+  tcx_test_temp_path(".h5", out, sizeof(out));
+  snprintf(temp, sizeof(temp), "%s.tmp", out);
+  rc = tcx_csv_convert(ctx, csv, out, has_header);
+  if (!strstr(tcx_ctx_message(ctx), fragment))
+    fprintf(stderr, "message: %s\nexpected: %s\n", tcx_ctx_message(ctx),
+            fragment);
+  assert_int_equal(rc, TCX_ERR_INPUT);
+  assert_non_null(strstr(tcx_ctx_message(ctx), fragment));
+  assert_non_null(strstr(tcx_ctx_message(ctx), csv));
+  assert_false(file_exists(out));
+  assert_false(file_exists(temp));
+  unlink(csv);
+}
+
+static void csv_bad_field_names_line_column(void **state)
+{
+  (void)state;
+  expect_csv_error("x,y\n1,2\n3,abc\n", -1,
+                   "line 3, column 2 (\"y\"): \"abc\" is not a number");
+  expect_csv_error("1,2\n3,4x\n", 0, "line 2, column 2: \"4x\"");
+  expect_csv_error("a,b\n1,2\n", 0, "line 1, column 1: \"a\"");
+}
+
+static void csv_rejects_malformed_tables(void **state)
+{
+  (void)state;
+  expect_csv_error("1,2\n3\n", -1, "line 2 has 1 fields but line 1 has 2");
+  expect_csv_error("1,inf\n", -1, "line 1, column 2: \"inf\" is infinite");
+  expect_csv_error("1,1e999\n", -1, "\"1e999\" is infinite");
+  expect_csv_error("\"a,b\n1,2\n", -1, "line 1, column 1: the quote is not "
+                                       "closed");
+  expect_csv_error("\"a\"x,b\n", -1, "line 1, column 1: text after the "
+                                     "closing quote");
+  expect_csv_error("a,b\n\n", -1, "has no data lines");
+}
+
+static void csv_missing_file(void **state)
+{
+  tcx_ctx *ctx = tcx_test_ctx();
+  char out[256];
+
+  (void)state;
+  tcx_test_temp_path(".h5", out, sizeof(out));
+  assert_int_equal(tcx_csv_convert(ctx, "/nonexistent/table.csv", out, -1),
+                   TCX_ERR_INPUT);
+  assert_non_null(strstr(tcx_ctx_message(ctx),
+                         "cannot find CSV file /nonexistent/table.csv"));
+  assert_false(file_exists(out));
+}
+
+/* Runs last: every HDF5 object opened by the tests above, on success and
+ * error paths alike, has been closed. */
+static void hdf5_objects_all_closed(void **state)
+{
+  const ssize_t open_objects = H5Fget_obj_count(H5F_OBJ_ALL, H5F_OBJ_ALL);
+
+  (void)state;
+  if (open_objects != 0)
+    fprintf(stderr, "%zd HDF5 objects are still open\n", open_objects);
+  assert_int_equal(open_objects, 0);
+}
+
+int main(int argc, char **argv)
+{
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(csv_header_quotes_and_missing),
+      cmocka_unit_test(csv_numeric_first_line_is_data),
+      cmocka_unit_test(csv_forced_header_and_bom),
+      cmocka_unit_test(csv_bad_field_names_line_column),
+      cmocka_unit_test(csv_rejects_malformed_tables),
+      cmocka_unit_test(csv_missing_file),
+      cmocka_unit_test(hdf5_objects_all_closed),
+  };
+
+  return tcx_test_run(argc, argv, "csv", tests,
+                      sizeof(tests) / sizeof(tests[0]));
+}

@@ -1,0 +1,579 @@
+/* NIfTI conversion and export. Expected values come from nifticlib's own
+ * reading of the input images and from synthetic images built here with
+ * known values and geometry; HDF5 output is read with plain HDF5 calls. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <hdf5.h>
+#include <nifti1_io.h>
+
+#include "tcorex/nifti.h"
+#include "tcx_test.h"
+
+/* The synthetic BOLD image: NX x NY x NZ voxels, NT volumes. */
+enum { NX = 5, NY = 4, NZ = 3, NT = 6, NVOX = NX * NY * NZ };
+
+static int file_exists(const char *path)
+{
+  struct stat info;
+
+  return stat(path, &info) == 0;
+}
+
+/* Raw int16 value of voxel v in volume t: voxels with v % 3 == 0 are
+ * constant over time, the others vary. */
+static int16_t synthetic_raw(int v, int t)
+{
+  return (int16_t)((v * 7 + t * (v % 3)) % 1000 - 500);
+}
+
+/* Scaled value of voxel v in volume t (slope 0.5, intercept 10). */
+static float synthetic_value(int v, int t)
+{
+  return (float)(synthetic_raw(v, t) * 0.5 + 10.0);
+}
+
+/* Fills the geometry fields of image: voxel size 2 x 3 x 4 mm, a qform
+ * from the unit quaternion (0.5, 0.5, 0.5) with qfac -1, and an sform with
+ * a shear that no qform can express. */
+static void set_synthetic_geometry(nifti_image *image)
+{
+  const float sform[3][4] = {{-2, 0.5f, 0, 90.25f},
+                             {0, 3, 0.25f, -126},
+                             {0, 0, 4, -72.5f}};
+
+  image->dx = image->pixdim[1] = 2;
+  image->dy = image->pixdim[2] = 3;
+  image->dz = image->pixdim[3] = 4;
+  image->xyz_units = NIFTI_UNITS_MM;
+  image->qform_code = NIFTI_XFORM_SCANNER_ANAT;
+  image->quatern_b = image->quatern_c = image->quatern_d = 0.5f;
+  image->qoffset_x = -10.5f;
+  image->qoffset_y = 20.25f;
+  image->qoffset_z = 3;
+  image->qfac = -1;
+  image->sform_code = NIFTI_XFORM_MNI_152;
+  memset(&image->sto_xyz, 0, sizeof(image->sto_xyz));
+  for (int r = 0; r < 3; r++)
+    for (int c = 0; c < 4; c++)
+      image->sto_xyz.m[r][c] = sform[r][c];
+  image->sto_xyz.m[3][3] = 1;
+}
+
+/* Writes the synthetic 4-D int16 image to path with nifticlib. */
+static void write_synthetic_bold(const char *path)
+{
+  const int dims[8] = {4, NX, NY, NZ, NT, 1, 1, 1};
+  nifti_image *image = nifti_make_new_nim(dims, DT_INT16, 1);
+  int16_t *data;
+
+  assert_non_null(image);
+  data = image->data;
+  for (int t = 0; t < NT; t++)
+    for (int v = 0; v < NVOX; v++)
+      data[t * NVOX + v] = synthetic_raw(v, t);
+  image->scl_slope = 0.5f;
+  image->scl_inter = 10;
+  image->dt = image->pixdim[4] = 1500;
+  image->time_units = NIFTI_UNITS_MSEC;
+  set_synthetic_geometry(image);
+  assert_int_equal(nifti_set_filenames(image, path, 0, 1), 0);
+  nifti_image_write(image);
+  nifti_image_free(image);
+  assert_true(file_exists(path));
+}
+
+/* Writes a 3-D uint8 mask (or another grid when nz differs) to path. */
+static void write_mask(const char *path, int nz, const uint8_t *inside)
+{
+  const int dims[8] = {3, NX, NY, nz, 1, 1, 1, 1};
+  nifti_image *image = nifti_make_new_nim(dims, DT_UINT8, 1);
+
+  assert_non_null(image);
+  memcpy(image->data, inside, (size_t)(NX * NY * nz));
+  set_synthetic_geometry(image);
+  assert_int_equal(nifti_set_filenames(image, path, 0, 1), 0);
+  nifti_image_write(image);
+  nifti_image_free(image);
+}
+
+/* Reads a whole numeric dataset as double and checks its shape. */
+static double *read_h5(const char *path, const char *name, int n_dims,
+                       const hsize_t *dims)
+{
+  hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+  hid_t set = H5Dopen2(file, name, H5P_DEFAULT);
+  hid_t space = H5Dget_space(set);
+  hsize_t found[3] = {0, 0, 0};
+  hsize_t count = 1;
+  double *values;
+
+  assert_true(set >= 0);
+  assert_int_equal(H5Sget_simple_extent_ndims(space), n_dims);
+  H5Sget_simple_extent_dims(space, found, NULL);
+  for (int d = 0; d < n_dims; d++) {
+    assert_int_equal(found[d], dims[d]);
+    count *= dims[d];
+  }
+  values = calloc(count, sizeof(double));
+  assert_non_null(values);
+  assert_true(H5Dread(set, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT,
+                      values) >= 0);
+  H5Sclose(space);
+  H5Dclose(set);
+  H5Fclose(file);
+  return values;
+}
+
+/* Reads a numeric root attribute as double. */
+static double read_attr(const char *path, const char *name)
+{
+  hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+  hid_t attr = H5Aopen(file, name, H5P_DEFAULT);
+  double value = NAN;
+
+  assert_true(attr >= 0);
+  assert_true(H5Aread(attr, H5T_NATIVE_DOUBLE, &value) >= 0);
+  H5Aclose(attr);
+  H5Fclose(file);
+  return value;
+}
+
+/* Returns the storage type of /data. */
+static H5T_class_t data_class_and_size(const char *path, size_t *size)
+{
+  hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+  hid_t set = H5Dopen2(file, "/data", H5P_DEFAULT);
+  hid_t type = H5Dget_type(set);
+  const H5T_class_t type_class = H5Tget_class(type);
+
+  *size = H5Tget_size(type);
+  H5Tclose(type);
+  H5Dclose(set);
+  H5Fclose(file);
+  return type_class;
+}
+
+/* Checks that a converted file holds the voxels listed in index (linear
+ * indices in NIfTI order) of the image at bold_path, with the values that
+ * nifticlib reads there, scaled by the header's slope and intercept. */
+static void check_converted(const char *out, const char *bold_path,
+                            const int *index, int p)
+{
+  nifti_image *bold = nifti_image_read(bold_path, 1);
+  const int volume = bold->nx * bold->ny * bold->nz;
+  const hsize_t data_dims[2] = {(hsize_t)bold->nt, (hsize_t)p};
+  const hsize_t voxel_dims[2] = {(hsize_t)p, 3};
+  double *data = read_h5(out, "/data", 2, data_dims);
+  double *voxels = read_h5(out, "/voxels", 2, voxel_dims);
+  size_t size = 0;
+
+  assert_int_equal(data_class_and_size(out, &size), H5T_FLOAT);
+  assert_int_equal(size, 4);
+  for (int c = 0; c < p; c++) {
+    assert_true(voxels[3 * c] == index[c] % bold->nx);
+    assert_true(voxels[3 * c + 1] == index[c] / bold->nx % bold->ny);
+    assert_true(voxels[3 * c + 2] == index[c] / (bold->nx * bold->ny));
+    for (int t = 0; t < bold->nt; t++) {
+      const int16_t raw = ((const int16_t *)bold->data)[t * volume + index[c]];
+      const float expected =
+          (float)(raw * (double)bold->scl_slope + bold->scl_inter);
+
+      assert_true(data[(size_t)t * p + c] == expected);
+    }
+  }
+  free(data);
+  free(voxels);
+  nifti_image_free(bold);
+}
+
+/* Checks /affine, /sform, /qform and /grid against nifticlib's reading of
+ * the input. */
+static void check_geometry(const char *out, const char *bold_path)
+{
+  nifti_image *bold = nifti_image_read(bold_path, 0);
+  const hsize_t matrix[2] = {4, 4}, triple[1] = {3};
+  double *affine = read_h5(out, "/affine", 2, matrix);
+  double *sform = read_h5(out, "/sform", 2, matrix);
+  double *qform = read_h5(out, "/qform", 2, matrix);
+  double *grid = read_h5(out, "/grid", 1, triple);
+  const mat44 *chosen = bold->sform_code > 0 ? &bold->sto_xyz : &bold->qto_xyz;
+
+  for (int r = 0; r < 4; r++)
+    for (int c = 0; c < 4; c++) {
+      assert_true(affine[4 * r + c] == chosen->m[r][c]);
+      assert_true(sform[4 * r + c] == bold->sto_xyz.m[r][c]);
+      assert_true(qform[4 * r + c] == bold->qto_xyz.m[r][c]);
+    }
+  assert_true(grid[0] == bold->nx);
+  assert_true(grid[1] == bold->ny);
+  assert_true(grid[2] == bold->nz);
+  assert_true(read_attr(out, "sform_code") == bold->sform_code);
+  assert_true(read_attr(out, "qform_code") == bold->qform_code);
+  free(affine);
+  free(sform);
+  free(qform);
+  free(grid);
+  nifti_image_free(bold);
+}
+
+/* The real fMRI example: the varying voxels are found here from the raw
+ * int16 values read by nifticlib. */
+static void nifti_convert_real_dataset(void **state)
+{
+  const char *bold_path = TCX_SOURCE_DIR "/datasets/fmri_functional.nii";
+  nifti_image *bold = nifti_image_read(bold_path, 1);
+  const int volume = 17 * 21 * 3;
+  int *index = calloc(volume, sizeof(int));
+  char out[256], temp[300];
+  int p = 0;
+
+  (void)state;
+  assert_non_null(bold);
+  assert_non_null(index);
+  assert_int_equal(bold->datatype, DT_INT16);
+  for (int v = 0; v < volume; v++) {
+    const int16_t *raw = bold->data;
+    int varies = 0;
+
+    for (int t = 1; t < bold->nt; t++)
+      varies |= raw[t * volume + v] != raw[v];
+    if (varies)
+      index[p++] = v;
+  }
+  nifti_image_free(bold);
+  assert_int_equal(p, 1071);
+
+  tcx_test_temp_path(".h5", out, sizeof(out));
+  snprintf(temp, sizeof(temp), "%s.tmp", out);
+  assert_int_equal(tcx_nifti_convert(tcx_test_ctx(), bold_path, NULL, out),
+                   TCX_OK);
+  assert_false(file_exists(temp));
+  {
+    const hsize_t triple[1] = {3};
+    double *grid = read_h5(out, "/grid", 1, triple);
+
+    assert_true(grid[0] == 17 && grid[1] == 21 && grid[2] == 3);
+    free(grid);
+  }
+  assert_true(read_attr(out, "repetition_time") == 2.0);
+  check_converted(out, bold_path, index, p);
+  check_geometry(out, bold_path);
+  free(index);
+  unlink(out);
+}
+
+/* Linear indices of the synthetic voxels that vary: v % 3 != 0. */
+static int synthetic_varying(int *index)
+{
+  int p = 0;
+
+  for (int v = 0; v < NVOX; v++)
+    if (v % 3 != 0)
+      index[p++] = v;
+  return p;
+}
+
+static void nifti_convert_synthetic_exact(void **state)
+{
+  int index[NVOX];
+  const int p = synthetic_varying(index);
+  char bold[256], out[256];
+
+  (void)state;
+  tcx_test_temp_path(".nii.gz", bold, sizeof(bold));
+  tcx_test_temp_path(".h5", out, sizeof(out));
+  write_synthetic_bold(bold);
+  assert_int_equal(tcx_nifti_convert(tcx_test_ctx(), bold, NULL, out),
+                   TCX_OK);
+  check_converted(out, bold, index, p);
+  check_geometry(out, bold);
+  assert_true(read_attr(out, "repetition_time") == 1.5);
+  {
+    const hsize_t dims[2] = {NT, (hsize_t)p};
+    double *data = read_h5(out, "/data", 2, dims);
+
+    /* The same values from the formula, independent of nifticlib. */
+    for (int c = 0; c < p; c++)
+      for (int t = 0; t < NT; t++)
+        assert_true(data[t * p + c] == synthetic_value(index[c], t));
+    free(data);
+  }
+  unlink(bold);
+  unlink(out);
+}
+
+static void nifti_convert_with_mask(void **state)
+{
+  const int chosen[4] = {0, 7, 21, 59}; /* 0 and 21 are constant voxels */
+  uint8_t inside[NVOX] = {0};
+  char bold[256], mask[256], out[256];
+
+  (void)state;
+  for (int k = 0; k < 4; k++)
+    inside[chosen[k]] = (uint8_t)(k + 1);
+  tcx_test_temp_path(".nii", bold, sizeof(bold));
+  tcx_test_temp_path("_mask.nii", mask, sizeof(mask));
+  tcx_test_temp_path(".h5", out, sizeof(out));
+  write_synthetic_bold(bold);
+  write_mask(mask, NZ, inside);
+  assert_int_equal(tcx_nifti_convert(tcx_test_ctx(), bold, mask, out),
+                   TCX_OK);
+  check_converted(out, bold, chosen, 4);
+  unlink(bold);
+  unlink(mask);
+  unlink(out);
+}
+
+/* Converts expecting failure and checks the message and the output. */
+static void expect_convert_error(const char *bold, const char *mask,
+                                 const char *fragment)
+{
+  tcx_ctx *ctx = tcx_test_ctx();
+  char out[256], temp[300];
+  int rc;
+
+  tcx_test_temp_path(".h5", out, sizeof(out));
+  snprintf(temp, sizeof(temp), "%s.tmp", out);
+  rc = tcx_nifti_convert(ctx, bold, mask, out);
+  if (!strstr(tcx_ctx_message(ctx), fragment))
+    fprintf(stderr, "message: %s\nexpected: %s\n", tcx_ctx_message(ctx),
+            fragment);
+  assert_int_equal(rc, TCX_ERR_INPUT);
+  assert_non_null(strstr(tcx_ctx_message(ctx), fragment));
+  assert_false(file_exists(out));
+  assert_false(file_exists(temp));
+}
+
+static void nifti_convert_rejects_bad_inputs(void **state)
+{
+  uint8_t inside[NVOX] = {0};
+  char bold[256], mask[256], small[256], empty[256], text[256];
+  FILE *file;
+
+  (void)state;
+  inside[3] = 1;
+  tcx_test_temp_path(".nii", bold, sizeof(bold));
+  tcx_test_temp_path("_mask.nii", mask, sizeof(mask));
+  tcx_test_temp_path("_small.nii", small, sizeof(small));
+  tcx_test_temp_path("_empty.nii", empty, sizeof(empty));
+  tcx_test_temp_path(".nii", text, sizeof(text));
+  write_synthetic_bold(bold);
+  write_mask(mask, NZ, inside);
+  write_mask(small, NZ - 1, inside);
+  memset(inside, 0, sizeof(inside));
+  write_mask(empty, NZ, inside);
+  file = fopen(text, "w");
+  assert_non_null(file);
+  fputs("this is not an image\n", file);
+  fclose(file);
+
+  expect_convert_error("/nonexistent/bold.nii", NULL,
+                       "BOLD image /nonexistent/bold.nii not found");
+  expect_convert_error(text, NULL, "is not a NIfTI-1 file");
+  expect_convert_error(mask, NULL, "expected a 4-D time series");
+  expect_convert_error(bold, small,
+                       "has grid 5 x 4 x 2 but the BOLD image has 5 x 4 x 3");
+  expect_convert_error(bold, empty, "selects no voxel");
+  unlink(bold);
+  unlink(mask);
+  unlink(small);
+  unlink(empty);
+  unlink(text);
+}
+
+/* Reads back an exported image with nifticlib and checks that its grid,
+ * codes and both transforms equal those of the original BOLD image. */
+static nifti_image *read_exported(const char *path, const char *bold_path,
+                                  int datatype)
+{
+  nifti_image *image = nifti_image_read(path, 1);
+  nifti_image *bold = nifti_image_read(bold_path, 0);
+
+  assert_non_null(image);
+  assert_int_equal(image->dim[0], 3);
+  assert_int_equal(image->nx, bold->nx);
+  assert_int_equal(image->ny, bold->ny);
+  assert_int_equal(image->nz, bold->nz);
+  assert_int_equal(image->datatype, datatype);
+  assert_int_equal(image->sform_code, bold->sform_code);
+  assert_int_equal(image->qform_code, bold->qform_code);
+  assert_true(image->dx == bold->dx && image->dy == bold->dy &&
+              image->dz == bold->dz);
+  assert_memory_equal(&image->sto_xyz, &bold->sto_xyz, sizeof(mat44));
+  assert_memory_equal(&image->qto_xyz, &bold->qto_xyz, sizeof(mat44));
+  nifti_image_free(bold);
+  return image;
+}
+
+static void nifti_export_labels_round_trip(void **state)
+{
+  tcx_ctx *ctx = tcx_test_ctx();
+  int index[NVOX];
+  const int p = synthetic_varying(index);
+  int32_t labels[NVOX];
+  char bold[256], converted[256], out[256], temp[300];
+  nifti_image *image;
+
+  (void)state;
+  for (int c = 0; c < p; c++)
+    labels[c] = c % 4 + 1;
+  tcx_test_temp_path(".nii", bold, sizeof(bold));
+  tcx_test_temp_path(".h5", converted, sizeof(converted));
+  tcx_test_temp_path("_labels.nii.gz", out, sizeof(out));
+  snprintf(temp, sizeof(temp), "%.*s.tmp.nii.gz",
+           (int)(strlen(out) - strlen(".nii.gz")), out);
+  write_synthetic_bold(bold);
+  assert_int_equal(tcx_nifti_convert(ctx, bold, NULL, converted), TCX_OK);
+  assert_int_equal(tcx_nifti_export_labels(ctx, converted, labels, p, out),
+                   TCX_OK);
+  assert_false(file_exists(temp));
+  image = read_exported(out, bold, DT_INT32);
+  assert_int_equal(image->intent_code, NIFTI_INTENT_LABEL);
+  {
+    const int32_t *data = image->data;
+    int c = 0;
+
+    for (int v = 0; v < NVOX; v++) {
+      const int selected = c < p && index[c] == v;
+
+      assert_int_equal(data[v], selected ? labels[c] : 0);
+      c += selected;
+    }
+  }
+  nifti_image_free(image);
+  unlink(bold);
+  unlink(converted);
+  unlink(out);
+}
+
+static void nifti_export_values_round_trip(void **state)
+{
+  tcx_ctx *ctx = tcx_test_ctx();
+  int index[NVOX];
+  const int p = synthetic_varying(index);
+  double values[NVOX];
+  char bold[256], converted[256], out[256];
+  nifti_image *image;
+
+  (void)state;
+  for (int c = 0; c < p; c++)
+    values[c] = 0.25 * c - 3;
+  tcx_test_temp_path(".nii.gz", bold, sizeof(bold));
+  tcx_test_temp_path(".h5", converted, sizeof(converted));
+  tcx_test_temp_path("_values.nii", out, sizeof(out));
+  write_synthetic_bold(bold);
+  assert_int_equal(tcx_nifti_convert(ctx, bold, NULL, converted), TCX_OK);
+  assert_int_equal(tcx_nifti_export_values(ctx, converted, values, p, out),
+                   TCX_OK);
+  image = read_exported(out, bold, DT_FLOAT32);
+  {
+    const float *data = image->data;
+    int c = 0;
+
+    for (int v = 0; v < NVOX; v++) {
+      const int selected = c < p && index[c] == v;
+
+      assert_true(data[v] == (selected ? (float)values[c] : 0.0f));
+      c += selected;
+    }
+  }
+  nifti_image_free(image);
+  unlink(bold);
+  unlink(converted);
+  unlink(out);
+}
+
+/* The real example's qform (quaternion 0, 1, 0 with qfac -1) survives the
+ * round trip too. */
+static void nifti_export_real_geometry(void **state)
+{
+  const char *bold_path = TCX_SOURCE_DIR "/datasets/fmri_functional.nii";
+  tcx_ctx *ctx = tcx_test_ctx();
+  int32_t *labels = calloc(1071, sizeof(int32_t));
+  char converted[256], out[256];
+  nifti_image *image;
+  int64_t inside = 0;
+
+  (void)state;
+  assert_non_null(labels);
+  for (int c = 0; c < 1071; c++)
+    labels[c] = c % 7 + 1;
+  tcx_test_temp_path(".h5", converted, sizeof(converted));
+  tcx_test_temp_path("_labels.nii", out, sizeof(out));
+  assert_int_equal(tcx_nifti_convert(ctx, bold_path, NULL, converted),
+                   TCX_OK);
+  assert_int_equal(tcx_nifti_export_labels(ctx, converted, labels, 1071, out),
+                   TCX_OK);
+  image = read_exported(out, bold_path, DT_INT32);
+  for (size_t v = 0; v < image->nvox; v++)
+    inside += ((const int32_t *)image->data)[v] != 0;
+  assert_int_equal(inside, 1071);
+  nifti_image_free(image);
+  free(labels);
+  unlink(converted);
+  unlink(out);
+}
+
+static void nifti_export_rejects_bad_requests(void **state)
+{
+  tcx_ctx *ctx = tcx_test_ctx();
+  int32_t labels[NVOX] = {0};
+  char bold[256], converted[256], out[256];
+
+  (void)state;
+  tcx_test_temp_path(".nii", bold, sizeof(bold));
+  tcx_test_temp_path(".h5", converted, sizeof(converted));
+  tcx_test_temp_path(".nii", out, sizeof(out));
+  write_synthetic_bold(bold);
+  assert_int_equal(tcx_nifti_convert(ctx, bold, NULL, converted), TCX_OK);
+  assert_int_equal(tcx_nifti_export_labels(ctx, converted, labels, 3, out),
+                   TCX_ERR_INPUT);
+  assert_non_null(strstr(tcx_ctx_message(ctx),
+                         "3 values were given for the 40 voxels"));
+  assert_false(file_exists(out));
+  assert_int_equal(tcx_nifti_export_labels(ctx, converted, labels, 40,
+                                           "/tmp/labels.img"),
+                   TCX_ERR_USAGE);
+  assert_non_null(strstr(tcx_ctx_message(ctx), "must end in .nii or .nii.gz"));
+  assert_int_equal(tcx_nifti_export_labels(ctx, "/nonexistent/ref.h5", labels,
+                                           40, out),
+                   TCX_ERR_INPUT);
+  assert_non_null(strstr(tcx_ctx_message(ctx), "not found"));
+  unlink(bold);
+  unlink(converted);
+}
+
+/* Runs last: every HDF5 object opened by the tests above, on success and
+ * error paths alike, has been closed. */
+static void hdf5_objects_all_closed(void **state)
+{
+  const ssize_t open_objects = H5Fget_obj_count(H5F_OBJ_ALL, H5F_OBJ_ALL);
+
+  (void)state;
+  if (open_objects != 0)
+    fprintf(stderr, "%zd HDF5 objects are still open\n", open_objects);
+  assert_int_equal(open_objects, 0);
+}
+
+int main(int argc, char **argv)
+{
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(nifti_convert_real_dataset),
+      cmocka_unit_test(nifti_convert_synthetic_exact),
+      cmocka_unit_test(nifti_convert_with_mask),
+      cmocka_unit_test(nifti_convert_rejects_bad_inputs),
+      cmocka_unit_test(nifti_export_labels_round_trip),
+      cmocka_unit_test(nifti_export_values_round_trip),
+      cmocka_unit_test(nifti_export_real_geometry),
+      cmocka_unit_test(nifti_export_rejects_bad_requests),
+      cmocka_unit_test(hdf5_objects_all_closed),
+  };
+
+  return tcx_test_run(argc, argv, "nifti", tests,
+                      sizeof(tests) / sizeof(tests[0]));
+}
