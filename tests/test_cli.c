@@ -18,7 +18,7 @@
 
 #include <cmocka.h>
 
-enum { COMMAND_MAX = 4096, OUTPUT_MAX = 65536 };
+enum { ARGS_MAX = 2048, COMMAND_MAX = 4096, OUTPUT_MAX = 65536 };
 
 typedef struct run_output {
   int exit_code;
@@ -32,7 +32,7 @@ typedef struct cli_fixture {
 /* Runs a shell command, capturing its output and exit code. */
 static void run(const char *command, run_output *out)
 {
-  char full[COMMAND_MAX];
+  char full[COMMAND_MAX + 16];
   FILE *pipe;
   size_t length = 0;
   int status;
@@ -160,7 +160,7 @@ static void usage_errors_name_flag(void **state)
 static void missing_input_is_input_error(void **state)
 {
   cli_fixture *fixture = *state;
-  char args[COMMAND_MAX], output[512];
+  char args[ARGS_MAX], output[512];
   run_output out;
 
   snprintf(output, sizeof(output), "%s/model.h5", fixture->dir);
@@ -260,7 +260,7 @@ static void fmri_pipeline_two_and_three_ranks(void **state)
 {
   cli_fixture *fixture = *state;
   const char *bold = TCX_SOURCE_DIR "/datasets/fmri_functional.nii";
-  char args[COMMAND_MAX], converted[512], model2[512], model3[512],
+  char args[ARGS_MAX], converted[512], model2[512], model3[512],
       labels[512];
   double *factors2, *factors3, max_difference = 0.0;
   hsize_t count2, count3;

@@ -18,7 +18,7 @@ static const tcx_option_spec *find_option(const tcx_option_spec *options,
 static void format_range(const tcx_option_spec *spec, char *text, size_t size)
 {
   if (spec->kind == TCX_OPT_INT) {
-    if (spec->max >= 9e18)
+    if (spec->max >= 1e15) /* an upper bound only against overflow */
       snprintf(text, size, "an integer >= %.0f", spec->min);
     else
       snprintf(text, size, "an integer in [%.0f, %.0f]", spec->min, spec->max);
