@@ -394,7 +394,12 @@ static int tcx_h5_transfer_batch(tcx_ctx *ctx, hid_t dataset, hid_t transfer,
     start[0] = (hsize_t)range[2], extent[0] = (hsize_t)range[3];
   }
   file_space = H5Dget_space(dataset);
-  memory_space = H5Screate_simple(1, &memory_extent, NULL);
+  /* The memory space has the selection's own shape: with a flat 1-D one,
+   * a chunked read at one rank was about 6 times slower in HDF5 1.10.8. */
+  if (count > 0)
+    memory_space = H5Screate_simple(n_dims, extent, NULL);
+  else
+    memory_space = H5Screate_simple(1, &memory_extent, NULL);
   TCX_CHECK(file_space >= 0 && memory_space >= 0, ctx, TCX_ERR_INTERNAL,
             "%s: HDF5 cannot create dataspaces for \"%s\"", path, name);
   if (count > 0)

@@ -7,17 +7,18 @@
 
 #include "tcorex/h5io.h"
 
-/* Columns per chunk of a column dataset: a rank that reads a contiguous
- * column block touches at most two chunks per row band more than it needs. */
+/* Maximum columns per chunk of a column dataset. A rank's contiguous column
+ * block then spans few chunks, and a chunk stays small even for long rows. */
 #define TCX_H5_CHUNK_COLUMNS 1024
 
-/* Upper bound on one chunk in bytes; leading dimensions fill the chunk up to
- * this size. */
+/* Maximum bytes per chunk. The leading dimensions fill the chunk up to this
+ * size. */
 #define TCX_H5_CHUNK_BYTES (4 << 20)
 
-/* Upper bound on the bytes one rank moves in one H5Dread or H5Dwrite call.
- * Larger transfers are split into batches along the leading dimensions,
- * because MPI-IO counts are int and some MPI-IO layers fail near 2 GiB. */
+/* Maximum bytes one rank moves in one H5Dread or H5Dwrite call. Larger
+ * transfers are split into batches along the leading dimensions, because
+ * MPI counts are int, so one MPI-IO request cannot exceed 2^31 - 1
+ * elements of its datatype. */
 #define TCX_H5_TRANSFER_BYTES ((int64_t)256 << 20)
 
 struct tcx_h5_output {
@@ -108,8 +109,8 @@ int tcx_h5_get_attr_string(tcx_ctx *ctx, hid_t file, const char *path,
 /* Creates PATH.tmp on the calling rank alone with HDF5's default (sec2)
  * driver. Not collective. The write functions of h5io.h, tcx_h5_commit()
  * and tcx_h5_discard() then act on this rank alone and do not agree with
- * other ranks; replicated datasets and attributes are written by this rank
- * whatever its rank number. Used by the converters, which run on rank 0. */
+ * other ranks. This rank writes the replicated datasets and attributes
+ * whatever its rank number. The converters use it on rank 0. */
 int tcx_h5_create_serial(tcx_ctx *ctx, const char *path,
                          tcx_h5_output **out);
 

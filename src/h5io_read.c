@@ -74,9 +74,9 @@ cleanup:
   return rc;
 }
 
-/* Returns the missing-value marker as it compares after conversion: a
- * float32 dataset holds the marker rounded to float32, so it is rounded the
- * same way before the comparison. */
+/* Returns the missing-value marker as it compares after conversion. A
+ * float32 dataset stores the marker rounded to float32, so the marker is
+ * rounded the same way before the comparison. */
 static int tcx_h5_marker_in_file_type(tcx_ctx *ctx, hid_t dataset,
                                       const char *path, double marker,
                                       double *converted)

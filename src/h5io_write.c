@@ -9,7 +9,7 @@
 
 #include "h5io_internal.h"
 
-/* In serial mode one rank works alone, so there is nobody to agree with. */
+/* In serial mode one rank works alone and has no other rank to agree with. */
 static int tcx_h5_output_agree(tcx_ctx *ctx, const tcx_h5_output *out,
                                int rc)
 {
@@ -97,8 +97,8 @@ cleanup:
   return tcx_h5_close(ctx, rc, access_list, out->path);
 }
 
-/* Closes the file of out, ignoring failures: used when the caller already
- * holds an error and only cleans up. */
+/* Closes the file of out and deletes it, ignoring failures, because the
+ * caller has already stored an error and only cleans up. */
 static void tcx_h5_output_abandon(tcx_ctx *ctx, tcx_h5_output *out)
 {
   if (out->transfer >= 0)
@@ -545,8 +545,8 @@ void tcx_h5_discard(tcx_ctx *ctx, tcx_h5_output **out)
     return;
   *out = NULL;
   tcx_h5_output_abandon(ctx, record);
-  /* The caller already holds an error, so a failed barrier has nowhere to
-   * go; it only delays the other ranks until the file is gone. */
+  /* The barrier only keeps the other ranks until the file is gone. The
+   * caller has already stored an error, so a failed barrier is ignored. */
   if (!record->serial)
     (void)MPI_Barrier(tcx_ctx_comm(ctx));
   tcx_h5_output_free(&record);

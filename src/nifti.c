@@ -1,6 +1,6 @@
-/* NIfTI-1 input and output through nifticlib (nifti1_io.h). The BOLD image
- * is read whole on rank 0, so rank 0 needs about the image's size plus
- * 4 T p bytes of memory; the other ranks only agree on the outcome. */
+/* NIfTI-1 input and output through nifticlib (nifti1_io.h). Rank 0 reads
+ * the whole BOLD image, so it needs about the image's size plus 4 T p bytes
+ * of memory. The other ranks only agree on the outcome. */
 #include <errno.h>
 #include <float.h>
 #include <math.h>
@@ -66,8 +66,8 @@ static double tcx_nifti_raw_value(const nifti_image *image, size_t index)
   }
 }
 
-/* Returns element index scaled by scl_slope and scl_inter; NIfTI-1 says
- * that a slope of 0 means no scaling. */
+/* Returns element index scaled by scl_slope and scl_inter. In NIfTI-1 a
+ * slope of 0 means no scaling. */
 static double tcx_nifti_value(const nifti_image *image, size_t index)
 {
   const double raw = tcx_nifti_raw_value(image, index);
@@ -87,8 +87,9 @@ static int tcx_nifti_read(tcx_ctx *ctx, const char *path, const char *role,
 
   *image = NULL;
   nifti_set_debug_level(0); /* nifticlib prints to stderr otherwise */
-  TCX_CHECK(stat(path, &info) == 0, ctx, TCX_ERR_INPUT,
-            "%s %s not found (%s); check the path", role, path,
+  TCX_CHECK(stat(path, &info) == 0, ctx, TCX_ERR_INPUT, "%s %s %s (%s)",
+            role, path,
+            errno == ENOENT ? "not found" : "cannot be accessed",
             strerror(errno));
   kind = is_nifti_file(path);
   TCX_CHECK(kind != 0, ctx, TCX_ERR_INPUT,
@@ -102,7 +103,7 @@ static int tcx_nifti_read(tcx_ctx *ctx, const char *path, const char *role,
   *image = nifti_image_read(path, 1);
   TCX_CHECK(*image && (*image)->data, ctx, TCX_ERR_INPUT,
             "nifticlib failed to read the data of %s %s; the file may be "
-            "truncated",
+            "truncated, or memory ran out",
             role, path);
   TCX_CHECK(tcx_nifti_is_supported_type((*image)->datatype), ctx,
             TCX_ERR_INPUT,

@@ -349,12 +349,12 @@ static void read_block_missing_dataset_lists_others(void **state)
     hid_t file = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     hid_t links = H5Pcreate(H5P_LINK_CREATE);
     const hsize_t *shapes[3] = {dims2, dims3, dims1};
+    const int ranks[3] = {2, 3, 1};
     const char *names[3] = {"/data2", "/grp/x", "/vector"};
 
     CHECK(ok, H5Pset_create_intermediate_group(links, 1) >= 0);
     for (int k = 0; k < 3; k++) {
-      hid_t space = H5Screate_simple(k == 0 ? 2 : k == 1 ? 3 : 1, shapes[k],
-                                     NULL);
+      hid_t space = H5Screate_simple(ranks[k], shapes[k], NULL);
       hid_t set = H5Dcreate2(file, names[k], H5T_IEEE_F64LE, space, links,
                              H5P_DEFAULT, H5P_DEFAULT);
 
@@ -553,19 +553,25 @@ static int check_round_trip_file(const char *path, const double *replicated)
   double *b, *c, *s;
   int ok = a != NULL;
 
-  CHECK(ok, chunk[0] == 4 && chunk[1] == P);
+  CHECK(ok, chunk[0] == 4);
+  CHECK(ok, chunk[1] == P);
   for (int64_t k = 0; a && k < 4 * P; k++)
     CHECK(ok, a[k] == value_2d(k / P, k % P));
   b = read_output(path, "/g/b", 3, chunk);
-  CHECK(ok, b != NULL && chunk[0] == 2 && chunk[1] == 3 && chunk[2] == P);
+  CHECK(ok, b != NULL);
+  CHECK(ok, chunk[0] == 2);
+  CHECK(ok, chunk[1] == 3);
+  CHECK(ok, chunk[2] == P);
   for (int64_t k = 0; b && k < 6 * P; k++)
     CHECK(ok, b[k] == value_3d(k / (3 * P), (k / P) % 3, k % P));
   c = read_output(path, "/c", 1, chunk);
-  CHECK(ok, c != NULL && chunk[0] == P);
+  CHECK(ok, c != NULL);
+  CHECK(ok, chunk[0] == P);
   for (int64_t k = 0; c && k < P; k++)
     CHECK(ok, c[k] == 3.0 * k - 50);
   s = read_output(path, "/small", 2, chunk);
-  CHECK(ok, s != NULL && chunk[0] == 0);
+  CHECK(ok, s != NULL);
+  CHECK(ok, chunk[0] == 0); /* contiguous */
   CHECK(ok, s && memcmp(s, replicated, 6 * sizeof(double)) == 0);
   free(a);
   free(b);
@@ -575,7 +581,7 @@ static int check_round_trip_file(const char *path, const double *replicated)
 }
 
 /* Each rank writes its part of [4, P], [2, 3, P] and [P] column datasets
- * and a replicated [2, 3] one; the file must hold the global arrays. */
+ * and a replicated [2, 3] one. The file must contain the global arrays. */
 static void write_columns_round_trip(void **state)
 {
   tcx_ctx *ctx = tcx_test_ctx();
@@ -661,7 +667,9 @@ static void write_columns_round_trip(void **state)
     assert_int_equal(tcx_h5_read_replicated(ctx, path, "/small", &n_dims,
                                             shape, &whole),
                      TCX_OK);
-    CHECK(ok, n_dims == 2 && shape[0] == 2 && shape[1] == 3);
+    CHECK(ok, n_dims == 2);
+    CHECK(ok, shape[0] == 2);
+    CHECK(ok, shape[1] == 3);
     CHECK(ok, memcmp(whole, replicated, sizeof(replicated)) == 0);
     assert_true(tcx_test_all_ok(ok, "read_replicated of /small"));
     assert_int_equal(tcx_h5_read_attr_string(ctx, path, "note", text,
@@ -719,10 +727,26 @@ static void discard_keeps_old_file(void **state)
   const double values[3] = {1, 2, 3};
   tcx_h5_output *out = NULL;
   char path[256], temp[300];
+  int ok = 1;
 
   (void)state;
   tcx_test_temp_path(".h5", path, sizeof(path));
   snprintf(temp, sizeof(temp), "%s.tmp", path);
+
+  /* A stale PATH.tmp from a killed run is replaced; a discarded first
+   * write leaves nothing behind. */
+  if (tcx_ctx_rank(ctx) == 0) {
+    FILE *stale = fopen(temp, "w");
+
+    CHECK(ok, stale != NULL && fputs("stale\n", stale) >= 0);
+    CHECK(ok, stale && fclose(stale) == 0);
+  }
+  assert_true(tcx_test_all_ok(ok, "stale PATH.tmp written"));
+  assert_int_equal(tcx_h5_create(ctx, path, &out), TCX_OK);
+  tcx_h5_discard(ctx, &out);
+  assert_true(tcx_test_all_ok(!file_exists(temp) && !file_exists(path),
+                              "discarded first write leaves no file"));
+
   assert_int_equal(tcx_h5_create(ctx, path, &out), TCX_OK);
   assert_int_equal(tcx_h5_write_attr_int(ctx, out, "version", 1), TCX_OK);
   assert_int_equal(tcx_h5_commit(ctx, &out), TCX_OK);
@@ -876,7 +900,8 @@ static void nifti_convert_then_read_blocks(void **state)
   tcx_test_temp_path(".h5", out, sizeof(out));
   assert_int_equal(tcx_nifti_convert(ctx, bold_path, NULL, out), TCX_OK);
   assert_int_equal(tcx_h5_read_block(ctx, out, NULL, &block), TCX_OK);
-  CHECK(ok, block->n_vars == p && block->n_rows == 20);
+  CHECK(ok, block->n_vars == p);
+  CHECK(ok, block->n_rows == 20);
   for (int64_t t = 0; ok && t < 20; t++)
     for (int64_t j = 0; j < block->n_local; j++) {
       const int16_t raw = ((const int16_t *)bold->data)

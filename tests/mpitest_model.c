@@ -232,11 +232,15 @@ static int check_file_layout(const char *path)
   CHECK(ok, read_number_attr(file, "gamma") == 0.5);
   CHECK(ok, read_number_attr(file, "format_version") == 1);
   CHECK(ok, dataset_shape(file, "/weights", dims) == 3);
-  CHECK(ok, dims[0] == NT && dims[1] == M && dims[2] == P);
+  CHECK(ok, dims[0] == NT);
+  CHECK(ok, dims[1] == M);
+  CHECK(ok, dims[2] == P);
   CHECK(ok, dataset_shape(file, "/mean", dims) == 2);
-  CHECK(ok, dims[0] == NT && dims[1] == P);
+  CHECK(ok, dims[0] == NT);
+  CHECK(ok, dims[1] == P);
   CHECK(ok, dataset_shape(file, "/tcs", dims) == 2);
-  CHECK(ok, dims[0] == NT && dims[1] == M);
+  CHECK(ok, dims[0] == NT);
+  CHECK(ok, dims[1] == M);
   CHECK(ok, dataset_shape(file, "/objective", dims) == 1);
   CHECK(ok, dims[0] == N_OBJECTIVE);
   CHECK(ok, clusters_are_int32(file));

@@ -158,7 +158,7 @@ static H5T_class_t data_class_and_size(const char *path, size_t *size)
   return type_class;
 }
 
-/* Checks that a converted file holds the voxels listed in index (linear
+/* Checks that a converted file contains the voxels listed in index (linear
  * indices in NIfTI order) of the image at bold_path, with the values that
  * nifticlib reads there, scaled by the header's slope and intercept. */
 static void check_converted(const char *out, const char *bold_path,
@@ -257,7 +257,9 @@ static void nifti_convert_real_dataset(void **state)
     const hsize_t triple[1] = {3};
     double *grid = read_h5(out, "/grid", 1, triple);
 
-    assert_true(grid[0] == 17 && grid[1] == 21 && grid[2] == 3);
+    assert_true(grid[0] == 17);
+    assert_true(grid[1] == 21);
+    assert_true(grid[2] == 3);
     free(grid);
   }
   assert_true(read_attr(out, "repetition_time") == 2.0);
@@ -402,8 +404,9 @@ static nifti_image *read_exported(const char *path, const char *bold_path,
   assert_int_equal(image->datatype, datatype);
   assert_int_equal(image->sform_code, bold->sform_code);
   assert_int_equal(image->qform_code, bold->qform_code);
-  assert_true(image->dx == bold->dx && image->dy == bold->dy &&
-              image->dz == bold->dz);
+  assert_true(image->dx == bold->dx);
+  assert_true(image->dy == bold->dy);
+  assert_true(image->dz == bold->dz);
   assert_memory_equal(&image->sto_xyz, &bold->sto_xyz, sizeof(mat44));
   assert_memory_equal(&image->qto_xyz, &bold->qto_xyz, sizeof(mat44));
   nifti_image_free(bold);

@@ -15,8 +15,8 @@ extern "C" {
  * becomes NaN; any other field must be a finite number. Fields may be
  * quoted with double quotes; blank lines are skipped. has_header is 1 or 0,
  * or -1 to treat the first line as a header when one of its fields is
- * neither a number nor a missing value. Runs on rank 0, which holds the
- * whole table in memory; every rank returns the same status. Written
+ * neither a number nor a missing value. Runs on rank 0, which keeps the
+ * whole table in memory, and every rank returns the same status. Written
  * atomically through out_path.tmp. */
 int tcx_csv_convert(tcx_ctx *ctx, const char *csv_path, const char *out_path,
                     int has_header);

@@ -12,7 +12,7 @@ extern "C" {
 #endif
 
 /* Converts the 4-D image bold_path (.nii or .nii.gz) to the HDF5 file
- * out_path: /data [T, p] float32 holds the time series of the p voxels
+ * out_path: /data [T, p] float32 contains the time series of the p voxels
  * selected by mask_path (a 3-D image on the same grid, nonzero inside), or,
  * when mask_path is NULL, of the voxels with at least two distinct finite
  * values over time. Voxels are ordered as NIfTI stores them, i fastest,
