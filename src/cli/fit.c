@@ -98,13 +98,19 @@ static int fill_model(tcx_ctx *ctx, const fit_values *v,
   memcpy(model->weights, result->weights, (size_t)matrix * sizeof(double));
   memcpy(model->factors, result->factors, (size_t)matrix * sizeof(double));
   memcpy(model->mi, result->mi, (size_t)matrix * sizeof(double));
-  memcpy(model->clusters, result->clusters, (size_t)n_local * sizeof(int32_t));
+  /* The file stores argmax_j MI_ji, the definition T-CorEx uses too; the
+   * fit's own labels (argmax_j |U_ji|) agree except for near ties. */
+  for (int64_t i = 0; i < n_local; i++) {
+    int32_t best = 0;
+
+    for (int64_t j = 1; j < m; j++)
+      if (result->mi[j * n_local + i] > result->mi[best * n_local + i])
+        best = (int32_t)j;
+    model->clusters[i] = best;
+  }
   memcpy(model->tcs, result->tcs, (size_t)m * sizeof(double));
-  TCX_TRY(tcx_calloc(ctx, result->n_history, sizeof(double),
-                     "objective history", &model->objective));
-  memcpy(model->objective, result->history,
-         (size_t)result->n_history * sizeof(double));
-  model->n_objective = result->n_history;
+  TCX_TRY(tcx_model_set_objective(ctx, model, result->history,
+                                  result->n_history));
 
   TCX_TRY(tcx_model_set_string(ctx, model, "method", "linear-corex"));
   TCX_TRY(tcx_model_set_string(ctx, model, "version", TCX_VERSION));
