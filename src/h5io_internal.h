@@ -46,9 +46,6 @@ int tcx_h5_close(tcx_ctx *ctx, int rc, hid_t id, const char *path);
 hid_t tcx_h5_memory_type(int type);
 hid_t tcx_h5_file_type(int type);
 
-/* Checks that the folder that will hold path exists and is writable and that
- * path is not a folder. Not collective. */
-int tcx_h5_check_output_path(tcx_ctx *ctx, const char *path);
 
 /* Checks that path exists and is an HDF5 file, then opens it read-only.
  * serial = 0: collective, with the MPI-IO driver; every rank gets the same

@@ -37,6 +37,11 @@ int tcx_h5_dataset_shape(tcx_ctx *ctx, const char *path, const char *dataset,
  * leaves a file under the final name. */
 typedef struct tcx_h5_output tcx_h5_output;
 
+/* Checks that the folder that will hold path exists and is writable and that
+ * path is not a folder, so that a run can fail before long work. Not
+ * collective. */
+int tcx_h5_check_output_path(tcx_ctx *ctx, const char *path);
+
 /* Creates PATH.tmp (replacing an old one). Fails with TCX_ERR_OUTPUT and a
  * message naming the folder when it does not exist or is not writable. */
 int tcx_h5_create(tcx_ctx *ctx, const char *path, tcx_h5_output **out);

@@ -165,6 +165,7 @@ static int run_fit(tcx_ctx *ctx, void *values)
   const double start = tcx_time();
   int rc = TCX_OK;
 
+  TCX_TRY(tcx_ctx_agree(ctx, tcx_h5_check_output_path(ctx, v->output)));
   TCX_TRY(tcx_h5_read_block(ctx, v->input, &read, &block));
   TCX_TRY(tcx_ctx_agree(ctx, check_fit_request(ctx, v, block)));
   tcx_log(ctx, TCX_LOG_PROGRESS,

@@ -231,6 +231,7 @@ static int run_simulate(tcx_ctx *ctx, void *values)
   int rc = TCX_OK;
 
   to_simulate_options(v, &opts);
+  TCX_TRY(tcx_ctx_agree(ctx, tcx_h5_check_output_path(ctx, v->output)));
   TCX_TRY(tcx_simulate_validate(ctx, &opts));
   TCX_TRY(tcx_partition(ctx, opts.n_vars, tcx_ctx_size(ctx),
                         tcx_ctx_rank(ctx), &col_begin, &n_local));
