@@ -516,7 +516,7 @@ int tcx_corex_fit(tcx_ctx *ctx, const tcx_corex_options *options,
   TCX_TRY(tcx_ctx_agree(ctx, status));
 
   tcx_log(ctx, TCX_LOG_PROGRESS,
-          "corex: %lld samples, %lld variables on %d ranks, %lld factors, "
+          "corex: %lld samples, %lld variables on %d rank(s), %lld factors, "
           "%d annealing stages, max_iter %lld, tol %g",
           (long long)n_rows, (long long)n_vars, tcx_ctx_size(ctx),
           (long long)options->n_factors, run.n_stages,
