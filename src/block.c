@@ -55,6 +55,48 @@ cleanup:
   return rc;
 }
 
+int tcx_block_split_periods(tcx_ctx *ctx, tcx_block *block, int64_t n_periods,
+                            int64_t period_length)
+{
+  const int64_t n_rows = block->n_rows;
+  int64_t *offsets = NULL;
+  int64_t count;
+  int rc = TCX_OK;
+
+  TCX_CHECK(block->n_periods == 1, ctx, TCX_ERR_USAGE,
+            "the input already has %d periods ([nt, ns, p]); --periods and "
+            "--period-length apply to [T, p] input only",
+            block->n_periods);
+  if (n_periods > 0) {
+    TCX_CHECK(n_periods <= n_rows, ctx, TCX_ERR_USAGE,
+              "invalid value for --periods: %lld periods need at least %lld "
+              "rows, but the input has %lld",
+              (long long)n_periods, (long long)n_periods, (long long)n_rows);
+    count = n_periods;
+  } else {
+    TCX_CHECK(period_length > 0 && period_length <= n_rows, ctx,
+              TCX_ERR_USAGE,
+              "invalid value for --period-length: %lld; expected 1 to %lld, "
+              "the number of input rows",
+              (long long)period_length, (long long)n_rows);
+    count = (n_rows + period_length - 1) / period_length;
+  }
+  TCX_CHECK(count <= INT32_MAX, ctx, TCX_ERR_USAGE,
+            "%lld periods are too many; use longer periods",
+            (long long)count);
+  TCX_TRY(tcx_calloc(ctx, count + 1, sizeof(int64_t), "period offsets",
+                     &offsets));
+  for (int64_t t = 0; t < count; t++)
+    offsets[t] = n_periods > 0 ? t * (n_rows / n_periods) : t * period_length;
+  offsets[count] = n_rows;
+  free(block->period_begin);
+  block->period_begin = offsets;
+  block->n_periods = (int)count;
+
+cleanup:
+  return rc;
+}
+
 void tcx_block_destroy(tcx_block **block)
 {
   if (!block || !*block)

@@ -63,12 +63,46 @@ static void agree_shares_lowest_failure(void **state)
     assert_non_null(strstr(tcx_ctx_message(ctx), "[rank"));
 }
 
+/* 10 rows in 3 periods: 3, 3 and the remainder 4; in periods of 4 rows: 4,
+ * 4 and the 2 left over. */
+static void split_periods_by_count_and_length(void **state)
+{
+  const int64_t rows[1] = {10};
+  const int64_t by_count[] = {0, 3, 6, 10};
+  const int64_t by_length[] = {0, 4, 8, 10};
+  tcx_ctx *ctx = tcx_test_ctx();
+  tcx_block *block = NULL;
+
+  (void)state;
+  assert_int_equal(tcx_block_create(ctx, 1, rows, 5, 0, 5, &block), TCX_OK);
+  assert_int_equal(tcx_block_split_periods(ctx, block, 3, 0), TCX_OK);
+  assert_int_equal(block->n_periods, 3);
+  for (int t = 0; t <= 3; t++)
+    assert_int_equal(block->period_begin[t], by_count[t]);
+  assert_int_equal(tcx_block_split_periods(ctx, block, 2, 0), TCX_ERR_USAGE);
+  tcx_block_destroy(&block);
+
+  assert_int_equal(tcx_block_create(ctx, 1, rows, 5, 0, 5, &block), TCX_OK);
+  assert_int_equal(tcx_block_split_periods(ctx, block, 0, 4), TCX_OK);
+  assert_int_equal(block->n_periods, 3);
+  for (int t = 0; t <= 3; t++)
+    assert_int_equal(block->period_begin[t], by_length[t]);
+  tcx_block_destroy(&block);
+
+  assert_int_equal(tcx_block_create(ctx, 1, rows, 5, 0, 5, &block), TCX_OK);
+  assert_int_equal(tcx_block_split_periods(ctx, block, 11, 0), TCX_ERR_USAGE);
+  assert_non_null(strstr(tcx_ctx_message(ctx), "at least 11 rows"));
+  assert_int_equal(tcx_block_split_periods(ctx, block, 0, 11), TCX_ERR_USAGE);
+  tcx_block_destroy(&block);
+}
+
 int main(int argc, char **argv)
 {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(partition_covers_all_columns),
       cmocka_unit_test(partition_rejects_more_ranks_than_variables),
       cmocka_unit_test(agree_shares_lowest_failure),
+      cmocka_unit_test(split_periods_by_count_and_length),
   };
 
   return tcx_test_run(argc, argv, "block", tests,

@@ -34,6 +34,16 @@ int tcx_block_create(tcx_ctx *ctx, int n_periods, const int64_t *period_rows,
                      int64_t n_vars, int64_t col_begin, int64_t n_local,
                      tcx_block **block);
 
+/* Re-splits the rows of a one-period block into periods of consecutive rows:
+ * n_periods > 0 gives n_periods equal blocks of floor(T / n_periods) rows,
+ * the last one taking the remainder; otherwise period_length > 0 gives
+ * blocks of period_length rows, and the rows left over (fewer than
+ * period_length) form a last, shorter period. Not collective. Fails with
+ * TCX_ERR_USAGE when a period would have no rows or the block already has
+ * periods. */
+int tcx_block_split_periods(tcx_ctx *ctx, tcx_block *block, int64_t n_periods,
+                            int64_t period_length);
+
 /* Frees *block and sets it to NULL. Accepts NULL. */
 void tcx_block_destroy(tcx_block **block);
 
