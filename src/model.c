@@ -85,6 +85,8 @@ void tcx_model_destroy(tcx_model **model)
   free(m->clusters);
   free(m->tcs);
   free(m->objective);
+  free(m->objective_main);
+  free(m->objective_regularization);
   free(m);
   *model = NULL;
 }
@@ -106,6 +108,37 @@ int tcx_model_set_objective(tcx_ctx *ctx, tcx_model *model,
   model->n_objective = count;
 
 cleanup:
+  return rc;
+}
+
+int tcx_model_set_objective_parts(tcx_ctx *ctx, tcx_model *model,
+                                  const double *main_part,
+                                  const double *regularization, int64_t count)
+{
+  double *sum = NULL, *main_copy = NULL, *regularization_copy = NULL;
+  int rc = TCX_OK;
+
+  TCX_TRY(tcx_calloc(ctx, count, sizeof(double), "objective history", &sum));
+  TCX_TRY(tcx_calloc(ctx, count, sizeof(double), "objective history",
+                     &main_copy));
+  TCX_TRY(tcx_calloc(ctx, count, sizeof(double), "objective history",
+                     &regularization_copy));
+  for (int64_t k = 0; k < count; k++) {
+    main_copy[k] = main_part[k];
+    regularization_copy[k] = regularization[k];
+    sum[k] = main_part[k] + regularization[k];
+  }
+  TCX_TRY(tcx_model_set_objective(ctx, model, sum, count));
+  free(model->objective_main);
+  free(model->objective_regularization);
+  model->objective_main = main_copy;
+  model->objective_regularization = regularization_copy;
+  main_copy = regularization_copy = NULL;
+
+cleanup:
+  free(sum);
+  free(main_copy);
+  free(regularization_copy);
   return rc;
 }
 
@@ -214,6 +247,14 @@ static int tcx_model_write_arrays(tcx_ctx *ctx, tcx_h5_output *out,
                                   tcs_dims, model->tcs));
   TCX_TRY(tcx_h5_write_replicated(ctx, out, "/objective", TCX_H5_DOUBLE, 1,
                                   objective_dims, model->objective));
+  if (model->objective_main && model->objective_regularization) {
+    TCX_TRY(tcx_h5_write_replicated(ctx, out, "/objective_main",
+                                    TCX_H5_DOUBLE, 1, objective_dims,
+                                    model->objective_main));
+    TCX_TRY(tcx_h5_write_replicated(ctx, out, "/objective_regularization",
+                                    TCX_H5_DOUBLE, 1, objective_dims,
+                                    model->objective_regularization));
+  }
 
 cleanup:
   return rc;

@@ -37,6 +37,10 @@ typedef struct tcx_model {
   double *tcs;       /* [nt, m], replicated */
   double *objective; /* [n_objective], replicated history */
   int64_t n_objective;
+  /* T-CorEx only (NULL otherwise): the two parts of /objective, the main
+   * term and the temporal regularisation, [n_objective] each. */
+  double *objective_main;
+  double *objective_regularization;
   int n_attrs;
   tcx_model_attr attrs[TCX_MODEL_MAX_ATTRS];
 } tcx_model;
@@ -51,6 +55,13 @@ void tcx_model_destroy(tcx_model **model);
  * Not collective. */
 int tcx_model_set_objective(tcx_ctx *ctx, tcx_model *model,
                             const double *values, int64_t count);
+
+/* Sets the objective history from its main and regularisation parts:
+ * /objective is their sum and both parts are written too. Copies the
+ * arrays. Not collective. */
+int tcx_model_set_objective_parts(tcx_ctx *ctx, tcx_model *model,
+                                  const double *main_part,
+                                  const double *regularization, int64_t count);
 
 /* Adds or replaces a root attribute. Not collective. */
 int tcx_model_set_string(tcx_ctx *ctx, tcx_model *model, const char *name,
