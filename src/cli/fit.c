@@ -1,5 +1,5 @@
-/* tcorex fit: reads a column block per rank, preprocesses it, fits linear
- * CorEx and writes the model atomically. */
+/* tcorex fit: reads a column block per rank, fits linear CorEx (one period)
+ * or T-CorEx (several periods) and writes the model atomically. */
 #include <math.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -7,128 +7,121 @@
 #include <string.h>
 
 #include "commands.h"
-#include "tcorex/block.h"
-#include "tcorex/corex.h"
+#include "fit.h"
 #include "tcorex/h5io.h"
-#include "tcorex/model.h"
-#include "tcorex/prep.h"
 
-typedef struct fit_values {
-  const char *input;
-  const char *dataset;
-  const char *output;
-  int64_t factors;
-  int64_t seed;
-  int64_t max_iter;
-  double tol;
-  const char *gaussianize;
-  double missing;
-  int no_anneal;
-} fit_values;
+#define FIT_FIELD(name) offsetof(fit_values, name)
 
 static const tcx_option_spec fit_options[] = {
-    {"--input", TCX_OPT_STRING, offsetof(fit_values, input), "FILE",
+    {"--input", TCX_OPT_STRING, FIT_FIELD(input), "FILE",
      "HDF5 file with the data, [T, p] or [nt, ns, p]", 0, 0, 0, 0, NULL, 1},
-    {"--dataset", TCX_OPT_STRING, offsetof(fit_values, dataset), "NAME",
+    {"--dataset", TCX_OPT_STRING, FIT_FIELD(dataset), "NAME",
      "dataset inside the input file (default /data)", 0, 0, 0, 0, NULL, 0},
-    {"--output", TCX_OPT_STRING, offsetof(fit_values, output), "FILE",
+    {"--output", TCX_OPT_STRING, FIT_FIELD(output), "FILE",
      "model file to write (HDF5)", 0, 0, 0, 0, NULL, 1},
-    {"--factors", TCX_OPT_INT, offsetof(fit_values, factors), "M",
+    {"--factors", TCX_OPT_INT, FIT_FIELD(factors), "M",
      "number of latent factors, 1 <= M <= number of variables", 1, 1e18, 0, 0,
      NULL, 1},
-    {"--seed", TCX_OPT_INT, offsetof(fit_values, seed), "S",
+    {"--method", TCX_OPT_CHOICE, FIT_FIELD(method), "NAME",
+     "auto (T-CorEx when the data have several periods), linear or tcorex "
+     "(default auto)",
+     0, 0, 0, 0, "auto|linear|tcorex", 0},
+    {"--seed", TCX_OPT_INT, FIT_FIELD(seed), "S",
      "seed of the initial weights (default 0)", 0, 9.2e18, 0, 0, NULL, 0},
-    {"--max-iter", TCX_OPT_INT, offsetof(fit_values, max_iter), "K",
-     "maximum iterations per annealing stage (default 10000)", 1, 1e12, 0, 0,
-     NULL, 0},
-    {"--tol", TCX_OPT_DOUBLE, offsetof(fit_values, tol), "E",
+    {"--max-iter", TCX_OPT_INT, FIT_FIELD(max_iter), "K",
+     "maximum iterations per annealing stage (default 10000 for linear "
+     "CorEx, 1000 for T-CorEx)",
+     1, 1e12, 0, 0, NULL, 0},
+    {"--tol", TCX_OPT_DOUBLE, FIT_FIELD(tol), "E",
      "stop a stage when the objective changes by less than E (default 1e-5)",
      0, INFINITY, 1, 0, NULL, 0},
-    {"--gaussianize", TCX_OPT_CHOICE, offsetof(fit_values, gaussianize),
-     "MODE",
-     "preprocessing: standard, outliers (squash |z| > 4) or none (default "
-     "standard)",
-     0, 0, 0, 0, "standard|outliers|none", 0},
-    {"--missing", TCX_OPT_DOUBLE, offsetof(fit_values, missing), "V",
-     "treat values equal to V as missing (NaN is always missing)", -INFINITY,
-     INFINITY, 0, 0, NULL, 0},
-    {"--no-anneal", TCX_OPT_FLAG, offsetof(fit_values, no_anneal), NULL,
+    {"--no-anneal", TCX_OPT_FLAG, FIT_FIELD(no_anneal), NULL,
      "fit at noise level 0 only, without the annealing stages", 0, 0, 0, 0,
      NULL, 0},
+    {"--gaussianize", TCX_OPT_CHOICE, FIT_FIELD(gaussianize), "MODE",
+     "linear CorEx preprocessing: standard, outliers (squash |z| > 4) or "
+     "none (default standard)",
+     0, 0, 0, 0, "standard|outliers|none", 0},
+    {"--missing", TCX_OPT_DOUBLE, FIT_FIELD(missing), "V",
+     "treat values equal to V as missing (NaN is always missing)", -INFINITY,
+     INFINITY, 0, 0, NULL, 0},
+    {"--periods", TCX_OPT_INT, FIT_FIELD(periods), "NT",
+     "split a [T, p] input into NT periods of equal length, the last one "
+     "taking the remainder",
+     1, 1e9, 0, 0, NULL, 0},
+    {"--period-length", TCX_OPT_INT, FIT_FIELD(period_length), "L",
+     "split a [T, p] input into periods of L rows (the rest forms a last, "
+     "shorter period)",
+     1, 1e15, 0, 0, NULL, 0},
+    {"--l1", TCX_OPT_DOUBLE, FIT_FIELD(l1), "A",
+     "T-CorEx: weight of the L1 penalty on differences of consecutive "
+     "periods (default 0)",
+     0, INFINITY, 0, 0, NULL, 0},
+    {"--l2", TCX_OPT_DOUBLE, FIT_FIELD(l2), "B",
+     "T-CorEx: weight of the squared L2 penalty on those differences "
+     "(default 0)",
+     0, INFINITY, 0, 0, NULL, 0},
+    {"--gamma", TCX_OPT_DOUBLE, FIT_FIELD(gamma), "G",
+     "T-CorEx: period s gets sample weight G^|s-t| in the window of period "
+     "t, G in (0, 1] (default 0.5)",
+     0, 1, 1, 0, NULL, 0},
+    {"--reg-type", TCX_OPT_CHOICE, FIT_FIELD(reg_type), "TYPE",
+     "T-CorEx: what the penalties compare: weights, mi or sigma (l2 only) "
+     "(default weights)",
+     0, 0, 0, 0, "weights|mi|sigma", 0},
+    {"--weighted-objective", TCX_OPT_FLAG, FIT_FIELD(weighted_objective), NULL,
+     "T-CorEx: measure the reconstruction error on the weighted window "
+     "instead of the period's own samples",
+     0, 0, 0, 0, NULL, 0},
+    {"--max-samples", TCX_OPT_INT, FIT_FIELD(max_samples), "N",
+     "T-CorEx: widen a period's window only until it holds N samples "
+     "(default: no limit)",
+     1, 1e18, 0, 0, NULL, 0},
+    {"--no-init", TCX_OPT_FLAG, FIT_FIELD(no_init), NULL,
+     "T-CorEx: start from random weights instead of a linear CorEx fit of "
+     "all periods pooled",
+     0, 0, 0, 0, NULL, 0},
+    {"--optimizer", TCX_OPT_CHOICE, FIT_FIELD(optimizer), "NAME",
+     "T-CorEx: adam or fista (proximal gradient, exact L1 prox; weights "
+     "penalty only) (default adam)",
+     0, 0, 0, 0, "adam|fista", 0},
+    {"--learning-rate", TCX_OPT_DOUBLE, FIT_FIELD(learning_rate), "R",
+     "T-CorEx: Adam step size, or FISTA's first trial step (default 1e-3)",
+     0, INFINITY, 1, 0, NULL, 0},
     {NULL, 0, 0, NULL, NULL, 0, 0, 0, 0, NULL, 0},
 };
 
 static void fit_defaults(void *values)
 {
   fit_values *v = values;
-  tcx_corex_options defaults;
 
-  tcx_corex_options_default(&defaults);
   v->dataset = "/data";
-  v->seed = (int64_t)defaults.seed;
-  v->max_iter = defaults.max_iter;
-  v->tol = defaults.tol;
+  v->method = "auto";
+  v->tol = NAN;
   v->gaussianize = "standard";
   v->missing = NAN;
+  v->gamma = 0.5;
+  v->reg_type = "weights";
+  v->optimizer = "adam";
+  v->learning_rate = NAN;
 }
 
-static tcx_gaussianize gaussianize_mode(const char *name)
+int tcx_cli_fit_attributes(tcx_ctx *ctx, const fit_values *v,
+                           const tcx_block *block, tcx_model *model)
 {
-  if (strcmp(name, "outliers") == 0)
-    return TCX_GAUSSIANIZE_OUTLIERS;
-  if (strcmp(name, "none") == 0)
-    return TCX_GAUSSIANIZE_NONE;
-  return TCX_GAUSSIANIZE_STANDARD;
-}
-
-/* Copies the fit result and preprocessing into a one-period model and
- * records every option and run fact as attributes. */
-static int fill_model(tcx_ctx *ctx, const fit_values *v,
-                      const tcx_block *block, const double *mean,
-                      const double *std, const tcx_corex_result *result,
-                      double seconds, tcx_model *model)
-{
-  const int64_t m = result->n_factors;
-  const int64_t n_local = block->n_local;
-  const int64_t matrix = m * n_local;
   int rc = TCX_OK;
 
-  memcpy(model->mean, mean, (size_t)n_local * sizeof(double));
-  memcpy(model->std, std, (size_t)n_local * sizeof(double));
-  memcpy(model->weights, result->weights, (size_t)matrix * sizeof(double));
-  memcpy(model->factors, result->factors, (size_t)matrix * sizeof(double));
-  memcpy(model->mi, result->mi, (size_t)matrix * sizeof(double));
-  /* The file stores argmax_j MI_ji, the definition T-CorEx uses too; the
-   * fit's own labels (argmax_j |U_ji|) agree except for near ties. */
-  for (int64_t i = 0; i < n_local; i++) {
-    int32_t best = 0;
-
-    for (int64_t j = 1; j < m; j++)
-      if (result->mi[j * n_local + i] > result->mi[best * n_local + i])
-        best = (int32_t)j;
-    model->clusters[i] = best;
-  }
-  memcpy(model->tcs, result->tcs, (size_t)m * sizeof(double));
-  TCX_TRY(tcx_model_set_objective(ctx, model, result->history,
-                                  result->n_history));
-
-  TCX_TRY(tcx_model_set_string(ctx, model, "method", "linear-corex"));
   TCX_TRY(tcx_model_set_string(ctx, model, "version", TCX_VERSION));
   TCX_TRY(tcx_model_set_string(ctx, model, "input", v->input));
   TCX_TRY(tcx_model_set_string(ctx, model, "dataset", v->dataset));
-  TCX_TRY(tcx_model_set_int(ctx, model, "factors", m));
+  TCX_TRY(tcx_model_set_int(ctx, model, "factors", v->factors));
   TCX_TRY(tcx_model_set_int(ctx, model, "seed", v->seed));
-  TCX_TRY(tcx_model_set_int(ctx, model, "max_iter", v->max_iter));
-  TCX_TRY(tcx_model_set_double(ctx, model, "tol", v->tol));
-  TCX_TRY(tcx_model_set_string(ctx, model, "gaussianize", v->gaussianize));
   TCX_TRY(tcx_model_set_int(ctx, model, "anneal", !v->no_anneal));
   TCX_TRY(tcx_model_set_double(ctx, model, "missing", v->missing));
+  TCX_TRY(tcx_model_set_int(ctx, model, "periods", block->n_periods));
+  TCX_TRY(tcx_model_set_int(ctx, model, "period_length", v->period_length));
   TCX_TRY(tcx_model_set_int(ctx, model, "samples", block->n_rows));
   TCX_TRY(tcx_model_set_int(ctx, model, "ranks", tcx_ctx_size(ctx)));
-  TCX_TRY(tcx_model_set_int(ctx, model, "iterations", result->iterations));
-  TCX_TRY(tcx_model_set_int(ctx, model, "converged", result->converged));
-  TCX_TRY(tcx_model_set_double(ctx, model, "tc", result->tc));
-  TCX_TRY(tcx_model_set_double(ctx, model, "seconds", seconds));
 
 cleanup:
   return rc;
@@ -145,8 +138,15 @@ static int check_fit_request(tcx_ctx *ctx, const fit_values *v,
             (long long)v->factors, (long long)block->n_vars, v->input,
             v->dataset);
   TCX_CHECK(block->n_rows >= 2, ctx, TCX_ERR_INPUT,
-            "%s:%s has %lld row(s); linear CorEx needs at least 2 samples",
+            "%s:%s has %lld row(s); a fit needs at least 2 samples",
             v->input, v->dataset, (long long)block->n_rows);
+  TCX_CHECK(!(v->periods > 0 && v->period_length > 0), ctx, TCX_ERR_USAGE,
+            "give at most one of --periods and --period-length");
+  TCX_CHECK(strcmp(v->method, "tcorex") != 0 || block->n_periods > 1 ||
+                v->periods > 1 || v->period_length > 0,
+            ctx, TCX_ERR_USAGE,
+            "--method tcorex needs several periods: give a [nt, ns, p] "
+            "dataset, --periods or --period-length");
 
 cleanup:
   return rc;
@@ -156,74 +156,45 @@ static int run_fit(tcx_ctx *ctx, void *values)
 {
   const fit_values *v = values;
   const tcx_read_options read = {v->dataset, !isnan(v->missing), v->missing};
-  tcx_corex_options options;
-  tcx_corex_result result = {0};
   tcx_block *block = NULL;
   tcx_model *model = NULL;
-  double *mean = NULL, *std = NULL;
-  int64_t n_constant = 0, n_constant_all = 0;
   const double start = tcx_time();
   int rc = TCX_OK;
 
   TCX_TRY(tcx_ctx_agree(ctx, tcx_h5_check_output_path(ctx, v->output)));
   TCX_TRY(tcx_h5_read_block(ctx, v->input, &read, &block));
   TCX_TRY(tcx_ctx_agree(ctx, check_fit_request(ctx, v, block)));
+  if (v->periods > 0 || v->period_length > 0)
+    TCX_TRY(tcx_block_split_periods(ctx, block, v->periods,
+                                    v->period_length));
   tcx_log(ctx, TCX_LOG_PROGRESS,
-          "fit: read %lld samples x %lld variables from %s:%s on %d rank(s)",
-          (long long)block->n_rows, (long long)block->n_vars, v->input,
-          v->dataset, tcx_ctx_size(ctx));
+          "fit: read %lld samples x %lld variables in %d period(s) from "
+          "%s:%s on %d rank(s)",
+          (long long)block->n_rows, (long long)block->n_vars,
+          block->n_periods, v->input, v->dataset, tcx_ctx_size(ctx));
 
-  TCX_TRY(tcx_calloc(ctx, block->n_local, sizeof(double), "means", &mean));
-  TCX_TRY(tcx_calloc(ctx, block->n_local, sizeof(double), "std", &std));
-  rc = tcx_prep_standardize(ctx, gaussianize_mode(v->gaussianize),
-                            block->n_rows, block->n_local, block->col_begin,
-                            block->data, mean, std, &n_constant);
-  TCX_TRY(tcx_ctx_agree(ctx, rc));
-  TCX_TRY_MPI(ctx, MPI_Allreduce(&n_constant, &n_constant_all, 1, MPI_INT64_T,
-                                 MPI_SUM, tcx_ctx_comm(ctx)));
-  if (n_constant_all > 0)
-    tcx_log(ctx, TCX_LOG_WARNING,
-            "tcorex: warning: %lld constant variable(s) in %s:%s are kept; "
-            "they carry no correlation",
-            (long long)n_constant_all, v->input, v->dataset);
-
-  tcx_corex_options_default(&options);
-  options.n_factors = v->factors;
-  options.seed = (uint64_t)v->seed;
-  options.max_iter = v->max_iter;
-  options.tol = v->tol;
-  options.anneal = !v->no_anneal;
-  TCX_TRY(tcx_corex_fit(ctx, &options, block->data, block->n_rows,
-                        block->n_local, block->col_begin, block->n_vars,
-                        &result));
-
-  TCX_TRY(tcx_model_create(ctx, 1, v->factors, block->n_vars,
-                           block->col_begin, block->n_local, &model));
-  TCX_TRY(fill_model(ctx, v, block, mean, std, &result, tcx_time() - start,
-                     model));
+  if (strcmp(v->method, "linear") == 0 || block->n_periods == 1)
+    TCX_TRY(tcx_cli_fit_linear(ctx, v, block, &model));
+  else
+    TCX_TRY(tcx_cli_fit_tcorex(ctx, v, block, &model));
+  TCX_TRY(tcx_cli_fit_attributes(ctx, v, block, model));
+  TCX_TRY(tcx_model_set_double(ctx, model, "seconds", tcx_time() - start));
   TCX_TRY(tcx_model_write(ctx, v->output, model));
-  tcx_log(ctx, TCX_LOG_WARNING,
-          "fit: linear CorEx, %lld variables, %lld samples, %lld factors: TC "
-          "%.6g after %lld iterations (%s) in %.2f s; model written to %s",
-          (long long)block->n_vars, (long long)block->n_rows,
-          (long long)v->factors, result.tc, (long long)result.iterations,
-          result.converged ? "converged" : "stopped at --max-iter",
-          tcx_time() - start, v->output);
+  tcx_log(ctx, TCX_LOG_WARNING, "fit: model written to %s after %.2f s",
+          v->output, tcx_time() - start);
 
 cleanup:
   tcx_model_destroy(&model);
-  tcx_corex_result_free(&result);
-  free(mean);
-  free(std);
   tcx_block_destroy(&block);
   return rc;
 }
 
 const tcx_command tcx_command_fit = {
     "fit",
-    "Fit linear CorEx to an HDF5 dataset and write the model.",
+    "Fit linear CorEx or T-CorEx to an HDF5 dataset and write the model.",
     "mpirun -n N tcorex fit --input D.h5 [--dataset /data] --factors M "
-    "--output MODEL.h5 [options]",
+    "--output MODEL.h5 [--periods NT | --period-length L] [--l1 A] [--gamma "
+    "G] [options]",
     fit_options,
     run_fit,
     sizeof(fit_values),
