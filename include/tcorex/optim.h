@@ -37,8 +37,9 @@ int tcx_optim_plateau(const double *history, int64_t n, int64_t window,
 
 /* Computes x = argmin_x 1/2 sum_k (x_k - y_k)^2 + lambda sum_k |x_{k+1} -
  * x_k| for k over 0..n-1 with Condat's direct algorithm for 1-D total
- * variation denoising (2013), O(n) in practice. y and x are read and written with the given
- * strides (in elements) and must not overlap. lambda <= 0 copies y. */
+ * variation denoising (2013), O(n) in practice. y and x are read and written
+ * with the given strides (in elements) and must not overlap. lambda <= 0
+ * copies y. */
 void tcx_optim_tv_prox(int64_t n, const double *y, int64_t y_stride,
                        double lambda, double *x, int64_t x_stride);
 
