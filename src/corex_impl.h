@@ -1,0 +1,132 @@
+/* Internals of linear CorEx shared by src/corex*.c and the tests: the moment
+ * evaluation, the exact gradient and one quasi-Newton iteration.
+ *
+ * Notation (n samples, m factors, n_local columns on this rank, eps the
+ * annealing level): x is the standardised data block (n x n_local), U the
+ * normalised weights (m x n_local). Arrays named "local" hold this rank's
+ * columns; arrays named "replicated" are sums over all columns and are
+ * identical on every rank after an MPI_Allreduce. All storage is row-major. */
+#ifndef TCOREX_COREX_IMPL_H
+#define TCOREX_COREX_IMPL_H
+
+#include "tcorex/ctx.h"
+
+/* The moments of one weight matrix U at one annealing level. */
+typedef struct tcx_corex_moments {
+  /* Local, m x n_local. */
+  double *rho;       /* U Sigma_eps: correlation of x~_i with z_j */
+  double *rho_tilde; /* rho / (1 - rho^2) */
+  double *q;         /* Ry rho_tilde */
+  /* Local, n_local. */
+  double *s;     /* S_i = sum_j rho_ji rho_tilde_ji */
+  double *delta; /* Delta_i = sum_j rho_tilde_ji (Q_ji - S_i rho_ji) */
+  /* Replicated. */
+  double *y;    /* x U^T, n x m */
+  double *gram; /* U U^T, m x m */
+  double *u;    /* u_j = (U Sigma_eps U^T)_jj, m; valid while all < 1 */
+  double *ry;   /* U Sigma_eps U^T with unit diagonal, m x m */
+  double *h;    /* (rho_tilde / (1 + Delta)) rho_tilde^T, zero diagonal */
+  double tc;    /* objective TC(U), maximised */
+} tcx_corex_moments;
+
+/* Outcome of one quasi-Newton iteration. */
+typedef enum tcx_corex_step_outcome {
+  TCX_COREX_STEP_MOVED = 0,  /* a trial passed the sufficient-decrease test */
+  TCX_COREX_STEP_NO_DESCENT, /* slope >= 0: U unchanged */
+  TCX_COREX_STEP_TOO_SMALL,  /* step length fell below its minimum: U kept */
+  TCX_COREX_STEP_BREAKDOWN   /* the slope is NaN or infinite: U kept */
+} tcx_corex_step_outcome;
+
+typedef struct tcx_corex_step_info {
+  tcx_corex_step_outcome outcome;
+  double step_length; /* eta of the accepted trial, else the last one tried */
+  double slope;       /* <grad(-TC), d> */
+  int n_trials;       /* trials that needed a reduction */
+} tcx_corex_step_info;
+
+/* Work space of one fit on one rank. */
+typedef struct tcx_corex_work {
+  tcx_ctx *ctx;
+  const double *x; /* borrowed, n x n_local */
+  int64_t n;
+  int64_t n_local;
+  int64_t m;
+  double eps;
+
+  double *weights; /* U, local, m x n_local */
+  tcx_corex_moments now;
+  tcx_corex_moments trial;
+
+  /* Scratch of the iteration. */
+  double *direction;       /* g, then the step d; local, m x n_local */
+  double *direction_sigma; /* d Sigma_eps; local, m x n_local */
+  double *scaled;          /* rho_tilde / sqrt(1 + Delta); local */
+  double *column_scratch;  /* n_local */
+  double *column_scratch2; /* n_local */
+  double *reduce;          /* reduction buffer, n m + 3 m^2 + 1 */
+  double *x_direction;     /* x d^T, replicated, n x m */
+  double *cross_gram;      /* d U^T, replicated, m x m */
+  double *direction_gram;  /* d d^T, replicated, m x m */
+  double *coefficient;     /* c_j = 2 b_j / (2 - r_j), m */
+} tcx_corex_work;
+
+/* Allocates the work space of a fit over x (borrowed, n x n_local). Not
+ * collective: the caller makes the ranks agree on the status. The caller
+ * frees *work with tcx_corex_work_destroy(). */
+int tcx_corex_work_create(tcx_ctx *ctx, const double *x, int64_t n,
+                          int64_t n_local, int64_t m, tcx_corex_work **work);
+
+/* Frees *work and sets it to NULL. Accepts NULL. */
+void tcx_corex_work_destroy(tcx_corex_work **work);
+
+/* Sums count doubles over the ranks in place. Collective. */
+int tcx_corex_allreduce(tcx_ctx *ctx, double *buffer, int64_t count);
+
+/* Computes all moments of work->weights at annealing level eps from scratch
+ * into work->now (two reductions: n m + m^2 and m^2 + 1 doubles). No validity
+ * test: with some u_j >= 1 the objective is NaN. Collective. */
+int tcx_corex_evaluate(tcx_corex_work *work, double eps);
+
+/* Writes the factor g of the gradient (grad(-TC) = g Sigma_eps) of the
+ * current moments into work->direction. Local. */
+void tcx_corex_gradient_factor(tcx_corex_work *work);
+
+/* Computes u and ry of moments from its y and gram at level work->eps.
+ * Replicated, no communication. */
+void tcx_corex_replicated_moments(const tcx_corex_work *work,
+                                  tcx_corex_moments *moments);
+
+/* Computes the local terms of moments whose rho and ry are set: rho_tilde,
+ * q, s, delta and this rank's part of h into the upper triangle of
+ * h_partial (m x m). Returns this rank's part of
+ * sum_i log(1 + S_i) - 1/2 sum_i log(1 + Delta_i). Local. */
+double tcx_corex_local_terms(tcx_corex_work *work, tcx_corex_moments *moments,
+                             double *h_partial);
+
+/* Sets moments->h from the reduced upper triangle reduced[0 .. m^2) with a
+ * zero diagonal, and moments->tc from the reduced per-variable sum
+ * reduced[m^2] and u. Replicated, no communication. */
+void tcx_corex_finish_objective(const tcx_corex_work *work,
+                                const double *reduced,
+                                tcx_corex_moments *moments);
+
+/* Copies the upper triangle of the m x m matrix upper into both triangles of
+ * full. */
+void tcx_corex_symmetrize(int64_t m, const double *upper, double *full);
+
+/* Takes one quasi-Newton iteration with backtracking line search from
+ * work->now at level work->eps. On TCX_COREX_STEP_MOVED, work->weights and
+ * work->now hold the accepted point. The step length stops at min_step.
+ * Reductions: n m + 3 m^2 doubles once, m^2 + 1 per trial. Collective. */
+int tcx_corex_step(tcx_corex_work *work, double min_step,
+                   tcx_corex_step_info *info);
+
+/* Computes TC(U) and the exact gradient of -TC at annealing level eps for
+ * weights U (m x n_local, this rank's columns) and standardised data x
+ * (n x n_local); gradient is m x n_local. Collective. Used by the tests. */
+int tcx_corex_objective_gradient(tcx_ctx *ctx, const double *x, int64_t n,
+                                 int64_t n_local, int64_t m, double eps,
+                                 const double *weights, double *tc,
+                                 double *gradient);
+
+#endif
