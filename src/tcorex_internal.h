@@ -71,10 +71,12 @@ typedef struct tcx_tcorex_plan {
   double *work_b;      /* [m, n_local] B */
   double *work_gb;     /* [m, n_local] G' B, then dB, then dF */
   double *work_dp_own; /* [m, n_local] dP' (weighted objective) */
+  double *work_scaled; /* [m, n_local] B o sqrt(g) */
   double *vec_r;       /* [n_local] r_i */
   double *vec_inv;     /* [n_local] 1 / (1 + r_i) */
   double *vec_e;       /* [n_local] e_i, then g_i */
   double *vec_dr;      /* [n_local] df/dr_i */
+  double *vec_root;    /* [n_local] sqrt(g_i) */
   double *vec_norm;    /* [nt, n_local] |F_t:i|^2 (reg SIGMA) */
   double *reduce2;     /* scalars, dG', ds, psi, X dP^T */
   int64_t reduce2_size;

@@ -22,6 +22,15 @@
 
 #include "tcorex_internal.h"
 
+/* GCC keeps branches for the clamps below unless trapping math is off. The
+ * clamped loops neither raise nor test floating-point exceptions, so they
+ * are compiled without it (Clang's default) and then vectorise. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define TCX_VECTORIZE __attribute__((optimize("no-trapping-math")))
+#else
+#define TCX_VECTORIZE
+#endif
+
 /* Offsets of the pieces of the second reduction buffer. */
 enum { SLOT_LOG_E = 0, SLOT_L1, SLOT_L2, SLOT_EXTRA, SLOT_GRADIENT = 8 };
 
@@ -231,10 +240,13 @@ int tcx_tcorex_plan_create(tcx_ctx *ctx, const tcx_tcorex_options *options,
   }
   TCX_TRY(tcx_calloc(ctx, m * nl, sizeof(double), "work space", &p->work_b));
   TCX_TRY(tcx_calloc(ctx, m * nl, sizeof(double), "work space", &p->work_gb));
+  TCX_TRY(tcx_calloc(ctx, m * nl, sizeof(double), "work space",
+                     &p->work_scaled));
   TCX_TRY(tcx_calloc(ctx, nl, sizeof(double), "work space", &p->vec_r));
   TCX_TRY(tcx_calloc(ctx, nl, sizeof(double), "work space", &p->vec_inv));
   TCX_TRY(tcx_calloc(ctx, nl, sizeof(double), "work space", &p->vec_e));
   TCX_TRY(tcx_calloc(ctx, nl, sizeof(double), "work space", &p->vec_dr));
+  TCX_TRY(tcx_calloc(ctx, nl, sizeof(double), "work space", &p->vec_root));
   p->reduce2_size = xdp_offset(p) + p->y_count;
   TCX_TRY(tcx_calloc(ctx, p->reduce2_size, sizeof(double), "reductions",
                      &p->reduce2));
@@ -273,15 +285,25 @@ void tcx_tcorex_plan_destroy(tcx_tcorex_plan **plan)
   free(p->sigma_gram);
   free(p->work_b);
   free(p->work_gb);
+  free(p->work_scaled);
   free(p->work_dp_own);
   free(p->vec_r);
   free(p->vec_inv);
   free(p->vec_e);
   free(p->vec_dr);
+  free(p->vec_root);
   free(p->vec_norm);
   free(p->reduce2);
   free(p);
   *plan = NULL;
+}
+
+/* Copies the upper triangle of an m x m matrix into its lower triangle. */
+static void symmetrize_upper(int64_t m, double *a)
+{
+  for (int64_t j = 1; j < m; j++)
+    for (int64_t k = 0; k < j; k++)
+      a[j * m + k] = a[k * m + j];
 }
 
 /* Computes this rank's part of Y^w_t = X^w W_t^T for every t into reduce1,
@@ -307,11 +329,13 @@ static int64_t local_projections(tcx_tcorex_plan *plan, double eps,
   }
   if (eps == 0.0)
     return plan->y_count;
-  for (int t = 0; t < nt; t++)
-    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)m,
-                (int)nl, 1.0, weights + t * m * nl, (int)nl,
-                weights + t * m * nl, (int)nl, 0.0,
-                y + plan->y_count + t * m * m, (int)m);
+  for (int t = 0; t < nt; t++) {
+    double *ww = y + plan->y_count + t * m * m;
+
+    cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, (int)m, (int)nl, 1.0,
+                weights + t * m * nl, (int)nl, 0.0, ww, (int)m);
+    symmetrize_upper(m, ww);
+  }
   return plan->y_count + nt * m * m;
 }
 
@@ -378,7 +402,9 @@ static void cross_moments(tcx_tcorex_plan *plan, double eps,
   const int nt = plan->nt;
   const double a2 = 1.0 - eps * eps, e2 = eps * eps;
 
-  memcpy(plan->p_window, weights, (size_t)(nt * m * nl) * sizeof(double));
+  /* The GEMMs add e2 W to their product; with e2 = 0 BLAS does not read C. */
+  if (e2 > 0.0)
+    memcpy(plan->p_window, weights, (size_t)(nt * m * nl) * sizeof(double));
   if (plan->full_windows) {
     cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)(nt * m),
                 (int)nl, (int)plan->n_rows, a2, plan->scaled, (int)ld, plan->x,
@@ -393,7 +419,8 @@ static void cross_moments(tcx_tcorex_plan *plan, double eps,
   }
   if (plan->weighted)
     return;
-  memcpy(plan->p_own, weights, (size_t)(nt * m * nl) * sizeof(double));
+  if (e2 > 0.0)
+    memcpy(plan->p_own, weights, (size_t)(nt * m * nl) * sizeof(double));
   for (int t = 0; t < nt; t++) {
     const int64_t n_own = own_rows(plan, t);
     const int64_t own_offset =
@@ -407,38 +434,61 @@ static void cross_moments(tcx_tcorex_plan *plan, double eps,
   }
 }
 
-static double clamp(double v, double low, double high)
+/* Adds sum over one row j of R^2 / clamp(1 - R^2, 1e-8, 1 - 1e-8), R = p s,
+ * to r. */
+TCX_VECTORIZE static void r_row(int64_t n, double s, const double *restrict p,
+                                double *restrict r)
 {
-  return v < low ? low : (v > high ? high : v);
+  const double low = TCX_TCOREX_CLAMP, high = 1.0 - TCX_TCOREX_CLAMP;
+
+  for (int64_t i = 0; i < n; i++) {
+    const double rr = p[i] * s;
+    const double kappa = 1.0 - rr * rr;
+    const double q2 = kappa > low ? kappa : low;
+    const double q1 = q2 < high ? q2 : high;
+
+    r[i] += rr * rr / q1;
+  }
 }
 
-/* Computes r_i and 1 / (1 + r_i) of period t into vec_r and vec_inv. */
-static void period_r(tcx_tcorex_plan *plan, int t)
+/* Writes one row of scale R / clamp(1 - R^2, 1e-8, 1) / (1 + r). */
+TCX_VECTORIZE static void factor_row(int64_t n, double s, double scale,
+                                     const double *restrict p,
+                                     const double *restrict inv,
+                                     double *restrict f)
+{
+  const double low = TCX_TCOREX_CLAMP;
+
+  for (int64_t i = 0; i < n; i++) {
+    const double rr = p[i] * s;
+    const double kappa = 1.0 - rr * rr;
+    const double q2 = kappa > low ? kappa : low;
+
+    f[i] = scale * rr / q2 * inv[i];
+  }
+}
+
+/* Computes r_i and 1 / (1 + r_i) of period t for columns i0 .. i1 - 1 into
+ * vec_r and vec_inv. */
+static void period_r(tcx_tcorex_plan *plan, int t, int64_t i0, int64_t i1)
 {
   const int64_t m = plan->m, nl = plan->n_local;
   const double *p = plan->p_window + t * m * nl;
   double *r = plan->vec_r;
 
-  for (int64_t i = 0; i < nl; i++)
+  for (int64_t i = i0; i < i1; i++)
     r[i] = 0.0;
-  for (int64_t j = 0; j < m; j++) {
-    const double s = 1.0 / sqrt(plan->z2[t * m + j]);
-
-    for (int64_t i = 0; i < nl; i++) {
-      const double rr = p[j * nl + i] * s;
-      const double q1 = clamp(1.0 - rr * rr, TCX_TCOREX_CLAMP,
-                              1.0 - TCX_TCOREX_CLAMP);
-
-      r[i] += rr * rr / q1;
-    }
-  }
-  for (int64_t i = 0; i < nl; i++)
+  for (int64_t j = 0; j < m; j++)
+    r_row(i1 - i0, 1.0 / sqrt(plan->z2[t * m + j]), p + j * nl + i0, r + i0);
+  for (int64_t i = i0; i < i1; i++)
     plan->vec_inv[i] = 1.0 / (1.0 + r[i]);
 }
 
-/* Writes F_t = rho~ / (1 + r) into factors (m x n_local); needs period_r(). */
-static void period_factors(const tcx_tcorex_plan *plan, int t,
-                           double *factors)
+/* Writes F_t = rho~ / (1 + r) for columns i0 .. i1 - 1 into factors (m x
+ * n_local), times 1 / sqrt(z2_j) (which gives B) when scaled; needs
+ * period_r() on the same columns. */
+static void period_factors(const tcx_tcorex_plan *plan, int t, int64_t i0,
+                           int64_t i1, int scaled, double *factors)
 {
   const int64_t m = plan->m, nl = plan->n_local;
   const double *p = plan->p_window + t * m * nl;
@@ -446,12 +496,8 @@ static void period_factors(const tcx_tcorex_plan *plan, int t,
   for (int64_t j = 0; j < m; j++) {
     const double s = 1.0 / sqrt(plan->z2[t * m + j]);
 
-    for (int64_t i = 0; i < nl; i++) {
-      const double rr = p[j * nl + i] * s;
-      const double q2 = fmax(1.0 - rr * rr, TCX_TCOREX_CLAMP);
-
-      factors[j * nl + i] = rr / q2 * plan->vec_inv[i];
-    }
+    factor_row(i1 - i0, s, scaled ? s : 1.0, p + j * nl + i0,
+               plan->vec_inv + i0, factors + j * nl + i0);
   }
 }
 
@@ -472,32 +518,45 @@ static void period_mi(const tcx_tcorex_plan *plan, int t, double *mi)
   }
 }
 
-/* Adds the l1 and l2 penalties of consecutive differences D_t = M_{t+1} -
- * M_t of matrices M [nt, count] to the sums, and when grad is not NULL adds
- * the derivative of l1 |D|_1 + l2 |D|_F^2 (with sign(0) = 0, and without
- * the l1 part unless with_l1) to grad [nt, count]. */
+static double penalty_derivative(double d, double l1, double l2)
+{
+  return l1 * (double)((d > 0.0) - (d < 0.0)) + 2.0 * l2 * d;
+}
+
+/* Adds the sums of |D_t| and D_t^2 over the consecutive differences D_t =
+ * M_{t+1} - M_t of matrices M [nt, count] to *l1_sum and *l2_sum. When grad
+ * is not NULL, writes scale times the derivative of sum_t l1 |D_t|_1 + l2
+ * |D_t|_F^2 into grad [nt, count], with sign(0) = 0 and without the l1 part
+ * unless with_l1. */
 static void difference_penalty(int nt, int64_t count, const double *matrices,
                                double l1, double l2, int with_l1,
-                               double *l1_sum, double *l2_sum, double *grad)
+                               double scale, double *l1_sum, double *l2_sum,
+                               double *grad)
 {
-  for (int t = 0; t + 1 < nt; t++) {
-    const double *a = matrices + t * count;
-    const double *b = matrices + (t + 1) * count;
+  const double l1_grad = with_l1 ? l1 : 0.0;
+  double sum1 = 0.0, sum2 = 0.0;
+
+  for (int t = 0; t < nt; t++) {
+    const double *mt = matrices + t * count;
+    const double *previous = t > 0 ? mt - count : NULL;
+    const double *next = t + 1 < nt ? mt + count : NULL;
+    double *g = grad ? grad + t * count : NULL;
 
     for (int64_t k = 0; k < count; k++) {
-      const double d = b[k] - a[k];
-      const double sign = d > 0.0 ? 1.0 : (d < 0.0 ? -1.0 : 0.0);
+      const double d_next = next ? next[k] - mt[k] : 0.0;
 
-      *l1_sum += fabs(d);
-      *l2_sum += d * d;
-      if (grad) {
-        const double g = (with_l1 ? l1 * sign : 0.0) + 2.0 * l2 * d;
+      sum1 += fabs(d_next);
+      sum2 += d_next * d_next;
+      if (g) {
+        const double d_previous = previous ? mt[k] - previous[k] : 0.0;
 
-        grad[t * count + k] -= g;
-        grad[(t + 1) * count + k] += g;
+        g[k] = scale * (penalty_derivative(d_previous, l1_grad, l2) -
+                        penalty_derivative(d_next, l1_grad, l2));
       }
     }
   }
+  *l1_sum += sum1;
+  *l2_sum += sum2;
 }
 
 /* The Sigma regulariser: l2 sum_t |offdiag(F_{t+1}^T F_{t+1} - F_t^T
@@ -606,16 +665,15 @@ static int matrix_penalty(tcx_ctx *ctx, tcx_tcorex_plan *plan,
     if (plan->reg_type == TCX_TCOREX_REG_MI) {
       period_mi(plan, t, plan->reg_matrix + t * m * nl);
     } else {
-      period_r(plan, t);
-      period_factors(plan, t, plan->reg_matrix + t * m * nl);
+      period_r(plan, t, 0, nl);
+      period_factors(plan, t, 0, nl, 0, plan->reg_matrix + t * m * nl);
     }
   }
   if (plan->reg_type == TCX_TCOREX_REG_MI) {
-    if (grad)
-      memset(plan->reg_grad, 0, (size_t)(nt * m * nl) * sizeof(double));
     difference_penalty(nt, m * nl, plan->reg_matrix, plan->l1, plan->l2,
-                       mode == TCX_TCOREX_EVAL_GRADIENT, &scalars[SLOT_L1],
-                       &scalars[SLOT_L2], grad ? plan->reg_grad : NULL);
+                       mode == TCX_TCOREX_EVAL_GRADIENT, 1.0,
+                       &scalars[SLOT_L1], &scalars[SLOT_L2],
+                       grad ? plan->reg_grad : NULL);
   } else {
     TCX_TRY(sigma_penalty(ctx, plan, grad, &scalars[SLOT_L2], replicated_l2));
   }
@@ -624,115 +682,207 @@ cleanup:
   return rc;
 }
 
-/* Forward pass of period t on this rank's columns: returns 1/2 sum_i log
- * max(e_i, 1e-8). With a gradient, also the backward pass: dP_t (plus dP'_t
- * with the weighted objective) into dp_window, dP'_t into dp_own, and the
- * partial sums dG'_t and ds_t into the second reduction buffer. */
-static double period_pass(tcx_tcorex_plan *plan, int t, double eps, int grad)
+/* Pointers and constants of one period's pass. */
+typedef struct period_state {
+  int64_t m, nl;
+  double a2, e2;
+  const double *p;        /* P_t */
+  const double *p_own;    /* P'_t, or P_t with the weighted objective */
+  const double *gram_own; /* G'_t, or G_t */
+  const double *square;   /* c'_i before the noise terms */
+  const double *z2;
+  const double *dm;       /* nt p d reg / dM_t, or NULL */
+  double *dp, *dp_own, *dgram, *ds;
+} period_state;
+
+/* Forward pass on columns i0 .. i1 - 1: B, G'B, e_i and g_i = 1/2 / e_i
+ * (0 where e_i is clamped) into vec_e. Returns 1/2 sum_i log max(e_i, 1e-8)
+ * over the tile. */
+static double tile_forward(tcx_tcorex_plan *plan, int t,
+                           const period_state *ps, int64_t i0, int64_t i1)
 {
-  const int64_t m = plan->m, nl = plan->n_local;
-  const double a2 = 1.0 - eps * eps, e2 = eps * eps;
-  const double *p = plan->p_window + t * m * nl;
-  const double *p_own = plan->weighted ? p : plan->p_own + t * m * nl;
-  const double *gram_own =
-      plan->weighted ? plan->gram + t * m * m : plan->gram_own + t * m * m;
-  const double *square = plan->weighted ? plan->window_square + t * nl
-                                        : plan->own_square + t * nl;
-  const double *z2 = plan->z2 + t * m;
-  const double *dm = plan->reg_type == TCX_TCOREX_REG_W
-                         ? NULL
-                         : plan->reg_grad + t * m * nl;
-  double *b = plan->work_b, *gb = plan->work_gb;
-  double *inv = plan->vec_inv, *e = plan->vec_e, *dr = plan->vec_dr;
-  double *dp = plan->dp_window + t * m * nl;
-  double *dp_own =
-      plan->weighted ? plan->work_dp_own : plan->dp_own + t * m * nl;
-  double *dgram = plan->reduce2 + dgram_offset(plan) + t * m * m;
-  double *ds = plan->reduce2 + ds_offset(plan) + t * m;
+  const int64_t m = ps->m, nl = ps->nl;
+  double *b = plan->work_b, *gb = plan->work_gb, *e = plan->vec_e;
   double log_sum = 0.0;
 
-  period_r(plan, t);
-  period_factors(plan, t, b);
-  for (int64_t j = 0; j < m; j++) {
-    const double s = 1.0 / sqrt(z2[j]);
-
-    for (int64_t i = 0; i < nl; i++)
-      b[j * nl + i] *= s;
-  }
-  cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)nl,
-              (int)m, 1.0, gram_own, (int)m, b, (int)nl, 0.0, gb, (int)nl);
-  for (int64_t i = 0; i < nl; i++)
-    e[i] = a2 * square[i] + e2;
+  period_r(plan, t, i0, i1);
+  period_factors(plan, t, i0, i1, 1, b);
+  cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m,
+              (int)(i1 - i0), (int)m, 1.0, ps->gram_own, (int)m, b + i0,
+              (int)nl, 0.0, gb + i0, (int)nl);
+  for (int64_t i = i0; i < i1; i++)
+    e[i] = ps->a2 * ps->square[i] + ps->e2;
   for (int64_t j = 0; j < m; j++)
-    for (int64_t i = 0; i < nl; i++)
-      e[i] += b[j * nl + i] * (gb[j * nl + i] - 2.0 * p_own[j * nl + i]);
-  for (int64_t i = 0; i < nl; i++) {
+    for (int64_t i = i0; i < i1; i++)
+      e[i] += b[j * nl + i] * (gb[j * nl + i] - 2.0 * ps->p_own[j * nl + i]);
+  for (int64_t i = i0; i < i1; i++) {
     log_sum += 0.5 * log(fmax(e[i], TCX_TCOREX_CLAMP));
-    e[i] = e[i] > TCX_TCOREX_CLAMP ? 0.5 / e[i] : 0.0; /* now g_i */
+    e[i] = e[i] > TCX_TCOREX_CLAMP ? 0.5 / e[i] : 0.0;
   }
-  if (!grad)
-    return log_sum;
+  return log_sum;
+}
 
-  /* dB = 2 (G'B - P') g into gb, dP' = -2 B g, dG' = (B g) B^T. */
-  for (int64_t j = 0; j < m; j++)
-    for (int64_t i = 0; i < nl; i++) {
-      gb[j * nl + i] = 2.0 * (gb[j * nl + i] - p_own[j * nl + i]) * e[i];
-      dp_own[j * nl + i] = -2.0 * b[j * nl + i] * e[i];
-    }
-  cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)m, (int)nl,
-              -0.5, dp_own, (int)nl, b, (int)nl, 0.0, dgram, (int)m);
+/* One row j of the first backward step over a tile of n columns. */
+static void backward_b_row(int64_t n, const double *restrict b,
+                           const double *restrict p_own,
+                           const double *restrict g,
+                           const double *restrict root_g,
+                           double *restrict gb, double *restrict dp_own,
+                           double *restrict bs)
+{
+  for (int64_t i = 0; i < n; i++) {
+    gb[i] = 2.0 * (gb[i] - p_own[i]) * g[i];
+    dp_own[i] = -2.0 * b[i] * g[i];
+    bs[i] = b[i] * root_g[i];
+  }
+}
 
-  /* B = s F: dF = s dB (+ the Sigma regulariser's dF) into gb, ds_j gets
-   * sum_i dB F, and dr_i = -sum_j dF F / (1 + r_i). */
-  for (int64_t i = 0; i < nl; i++)
+/* One row j of dP = s dR with dR from dF (in df) and dr, over n columns. */
+TCX_VECTORIZE static void backward_r_row(int64_t n, double s,
+                                        const double *restrict p,
+                                        const double *restrict df,
+                                        const double *restrict inv,
+                                        const double *restrict dr,
+                                        double *restrict dp)
+{
+  const double low = TCX_TCOREX_CLAMP, high = 1.0 - TCX_TCOREX_CLAMP;
+
+  for (int64_t i = 0; i < n; i++) {
+    const double rr = p[i] * s;
+    const double kappa = 1.0 - rr * rr;
+    const double q2 = kappa > low ? kappa : low;
+    const double q1 = q2 < high ? q2 : high;
+    const double inv_q1 = 1.0 / q1, inv_q2 = 1.0 / q2;
+    const double free1 = kappa > low && kappa < high ? 1.0 : 0.0;
+    const double free2 = kappa > low && kappa < 1.0 ? 1.0 : 0.0;
+    const double from_f =
+        df[i] * inv[i] * inv_q2 * (1.0 + free2 * 2.0 * rr * rr * inv_q2);
+    const double from_r =
+        dr[i] * 2.0 * rr * inv_q1 * (1.0 + free1 * rr * rr * inv_q1);
+
+    dp[i] = s * (from_f + from_r);
+  }
+}
+
+/* Backward pass on columns i0 .. i1 - 1, after tile_forward(). The loops
+ * are kept free of sums over i so that the compiler can vectorise them; the
+ * sums over columns are dot products. */
+static void tile_backward(tcx_tcorex_plan *plan, const period_state *ps,
+                          int64_t i0, int64_t i1, int first_tile)
+{
+  const int64_t m = ps->m, nl = ps->nl, width = i1 - i0;
+  const int sigma = plan->reg_type == TCX_TCOREX_REG_SIGMA;
+  const int mi = plan->reg_type == TCX_TCOREX_REG_MI;
+  const double *restrict g = plan->vec_e + i0;
+  const double *restrict inv = plan->vec_inv + i0;
+  double *restrict root_g = plan->vec_root + i0;
+  double *restrict dr = plan->vec_dr + i0;
+
+  for (int64_t i = 0; i < width; i++) {
+    root_g[i] = sqrt(g[i]);
     dr[i] = 0.0;
+  }
+
+  /* dB = 2 (G'B - P') g into gb, dP' = -2 B g, and dG' = (B g) B^T as the
+   * symmetric product of B sqrt(g) (g >= 0). */
+  for (int64_t j = 0; j < m; j++)
+    backward_b_row(width, plan->work_b + j * nl + i0,
+                   ps->p_own + j * nl + i0, g, root_g,
+                   plan->work_gb + j * nl + i0, ps->dp_own + j * nl + i0,
+                   plan->work_scaled + j * nl + i0);
+  cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, (int)m, (int)width,
+              1.0, plan->work_scaled + i0, (int)nl, first_tile ? 0.0 : 1.0,
+              ps->dgram, (int)m);
+
+  /* B = s F: ds_j gets sum_i dB F = sqrt(z2_j) sum_i dB B, dF = s dB (+ the
+   * Sigma regulariser's dF) replaces dB, and dr_i = -sum_j dF F / (1 + r_i). */
   for (int64_t j = 0; j < m; j++) {
-    const double s = 1.0 / sqrt(z2[j]);
-    double sum = 0.0;
+    const double root = sqrt(ps->z2[j]), s = 1.0 / root;
+    const double *restrict b = plan->work_b + j * nl + i0;
+    const double *restrict dm = sigma ? ps->dm + j * nl + i0 : NULL;
+    double *restrict gb = plan->work_gb + j * nl + i0;
 
-    for (int64_t i = 0; i < nl; i++) {
-      const double f = b[j * nl + i] / s;
-      double df = s * gb[j * nl + i];
-
-      if (plan->reg_type == TCX_TCOREX_REG_SIGMA)
-        df += dm[j * nl + i];
-      sum += gb[j * nl + i] * f;
-      dr[i] -= df * f * inv[i];
-      gb[j * nl + i] = df;
-    }
-    ds[j] = sum;
+    ps->ds[j] += root * cblas_ddot((int)width, gb, 1, b, 1);
+    if (sigma)
+      for (int64_t i = 0; i < width; i++)
+        gb[i] = s * gb[i] + dm[i];
+    else
+      for (int64_t i = 0; i < width; i++)
+        gb[i] = s * gb[i];
+    for (int64_t i = 0; i < width; i++)
+      dr[i] -= gb[i] * root * b[i] * inv[i];
   }
 
   /* dR through F = R / q2 / (1 + r) and r = sum_j R^2 / q1, then dP = s dR
-   * and ds_j += sum_i dR P. Derivatives vanish where a clamp is active. */
+   * and ds_j += sum_i dR P = sqrt(z2_j) sum_i dP P. Derivatives vanish
+   * where a clamp is active. */
   for (int64_t j = 0; j < m; j++) {
-    const double s = 1.0 / sqrt(z2[j]);
-    double sum = 0.0;
+    const double root = sqrt(ps->z2[j]), s = 1.0 / root;
+    const double *restrict p = ps->p + j * nl + i0;
+    const double *restrict gb = plan->work_gb + j * nl + i0;
+    const double *restrict dm = mi ? ps->dm + j * nl + i0 : NULL;
+    double *restrict dp = ps->dp + j * nl + i0;
 
-    for (int64_t i = 0; i < nl; i++) {
-      const double rr = p[j * nl + i] * s;
-      const double kappa = 1.0 - rr * rr;
-      const double q1 = clamp(kappa, TCX_TCOREX_CLAMP, 1.0 - TCX_TCOREX_CLAMP);
-      const double q2 = fmax(kappa, TCX_TCOREX_CLAMP);
-      const int free1 =
-          kappa > TCX_TCOREX_CLAMP && kappa < 1.0 - TCX_TCOREX_CLAMP;
-      const int free2 = kappa > TCX_TCOREX_CLAMP && kappa < 1.0;
-      double drr = gb[j * nl + i] * inv[i] *
-                   (1.0 / q2 + (free2 ? 2.0 * rr * rr / (q2 * q2) : 0.0));
+    backward_r_row(width, s, p, gb, inv, dr, dp);
+    if (mi)
+      for (int64_t i = 0; i < width; i++) {
+        const double rr = p[i] * s;
 
-      drr += dr[i] * (2.0 * rr / q1 +
-                      (free1 ? 2.0 * rr * rr * rr / (q1 * q1) : 0.0));
-      if (plan->reg_type == TCX_TCOREX_REG_MI &&
-          rr * rr < 1.0 - TCX_TCOREX_CLAMP)
-        drr += dm[j * nl + i] * rr / kappa;
-      sum += drr * p[j * nl + i];
-      dp[j * nl + i] = s * drr;
-    }
-    ds[j] += sum;
+        if (rr * rr < 1.0 - TCX_TCOREX_CLAMP)
+          dp[i] += s * dm[i] * rr / (1.0 - rr * rr);
+      }
+    ps->ds[j] += root * cblas_ddot((int)width, dp, 1, p, 1);
   }
   if (plan->weighted)
-    for (int64_t k = 0; k < m * nl; k++)
-      dp[k] += dp_own[k];
+    for (int64_t j = 0; j < m; j++) {
+      const double *restrict dp_own = ps->dp_own + j * nl + i0;
+      double *restrict dp = ps->dp + j * nl + i0;
+
+      for (int64_t i = 0; i < width; i++)
+        dp[i] += dp_own[i];
+    }
+}
+
+/* Forward pass of period t on this rank's columns: returns 1/2 sum_i log
+ * max(e_i, 1e-8). With a gradient, also the backward pass: dP_t (plus dP'_t
+ * with the weighted objective) into dp_window, dP'_t into dp_own, and the
+ * partial sums dG'_t and ds_t into the second reduction buffer. Columns are
+ * processed in tiles of about 128 KiB per m x tile array, so that the
+ * elementwise passes over one tile stay in cache. */
+static double period_pass(tcx_tcorex_plan *plan, int t, double eps, int grad)
+{
+  const int64_t m = plan->m, nl = plan->n_local;
+  const int64_t tile = m >= 256 ? 64 : (m > 4 ? 16384 / m : 4096);
+  period_state ps;
+  double log_sum = 0.0;
+
+  ps.m = m;
+  ps.nl = nl;
+  ps.a2 = 1.0 - eps * eps;
+  ps.e2 = eps * eps;
+  ps.p = plan->p_window + t * m * nl;
+  ps.p_own = plan->weighted ? ps.p : plan->p_own + t * m * nl;
+  ps.gram_own =
+      plan->weighted ? plan->gram + t * m * m : plan->gram_own + t * m * m;
+  ps.square = plan->weighted ? plan->window_square + t * nl
+                             : plan->own_square + t * nl;
+  ps.z2 = plan->z2 + t * m;
+  ps.dm = plan->reg_type == TCX_TCOREX_REG_W ? NULL
+                                             : plan->reg_grad + t * m * nl;
+  ps.dp = plan->dp_window + t * m * nl;
+  ps.dp_own = plan->weighted ? plan->work_dp_own : plan->dp_own + t * m * nl;
+  ps.dgram = plan->reduce2 + dgram_offset(plan) + t * m * m;
+  ps.ds = plan->reduce2 + ds_offset(plan) + t * m;
+
+  for (int64_t i0 = 0; i0 < nl; i0 += tile) {
+    const int64_t i1 = i0 + tile < nl ? i0 + tile : nl;
+
+    log_sum += tile_forward(plan, t, &ps, i0, i1);
+    if (grad)
+      tile_backward(plan, &ps, i0, i1, i0 == 0);
+  }
+  if (grad)
+    symmetrize_upper(m, ps.dgram);
   return log_sum;
 }
 
@@ -765,11 +915,12 @@ static void local_back_projections(tcx_tcorex_plan *plan)
                 psi + plan->period_begin[t] * m, (int)m);
 }
 
-/* Assembles df_t/dW_t from the reduced sums:
+/* Writes (or with accumulate adds) scale times df_t/dW_t, assembled from
+ * the reduced sums, into gradient:
  *   a2 Phi^T X^w + e2 (dP + dP') + 2 dz2 o P + 2 dG' P',
  * Phi = c o (X^w dP^T), plus (x_t dP'^T) / n_t on period t's own rows. */
-static void assemble_gradient(tcx_tcorex_plan *plan, double eps,
-                              double *gradient)
+static void assemble_gradient(tcx_tcorex_plan *plan, double eps, double scale,
+                              int accumulate, double *gradient)
 {
   const int64_t m = plan->m, nl = plan->n_local, ld = plan->y_ld;
   const int nt = plan->nt;
@@ -806,25 +957,31 @@ static void assemble_gradient(tcx_tcorex_plan *plan, double eps,
       const double z2 = plan->z2[t * m + j];
       const double dz2 = 0.5 / z2 - 0.5 * ds[j] / (z2 * sqrt(z2));
 
-      for (int64_t i = 0; i < nl; i++) {
-        double v = e2 * dp[j * nl + i] + 2.0 * dz2 * p[j * nl + i];
+      double *g_row = g + j * nl;
 
-        if (!plan->weighted)
-          v += e2 * plan->dp_own[(t * m + j) * nl + i];
-        g[j * nl + i] = v;
+      if (!accumulate)
+        memset(g_row, 0, (size_t)nl * sizeof(double));
+      for (int64_t i = 0; i < nl; i++)
+        g_row[i] += scale * (e2 * dp[j * nl + i] + 2.0 * dz2 * p[j * nl + i]);
+      if (!plan->weighted && e2 > 0.0) {
+        const double *dp_own = plan->dp_own + (t * m + j) * nl;
+
+        for (int64_t i = 0; i < nl; i++)
+          g_row[i] += scale * e2 * dp_own[i];
       }
     }
     cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)nl,
-                (int)m, 2.0, dgram, (int)m, p_own, (int)nl, 1.0, g, (int)nl);
+                (int)m, 2.0 * scale, dgram, (int)m, p_own, (int)nl, 1.0, g,
+                (int)nl);
   }
   if (plan->full_windows) {
     cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)(nt * m),
-                (int)nl, (int)plan->n_rows, a2, plan->scaled, (int)ld, plan->x,
-                (int)nl, 1.0, gradient, (int)nl);
+                (int)nl, (int)plan->n_rows, scale * a2, plan->scaled, (int)ld,
+                plan->x, (int)nl, 1.0, gradient, (int)nl);
   } else {
     for (int t = 0; t < nt; t++)
       cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)m, (int)nl,
-                  (int)window_rows(plan, t), a2,
+                  (int)window_rows(plan, t), scale * a2,
                   plan->scaled + plan->y_offset[t], (int)ld,
                   plan->x + window_row_begin(plan, t) * nl, (int)nl, 1.0,
                   gradient + t * m * nl, (int)nl);
@@ -858,10 +1015,13 @@ int tcx_tcorex_evaluate(tcx_ctx *ctx, tcx_tcorex_plan *plan, double eps,
   memset(plan->reduce2, 0, (size_t)plan->reduce2_size * sizeof(double));
   for (int k = 0; k < n_extra; k++)
     scalars[SLOT_EXTRA + k] = extra[k];
+  /* With reg W the gradient starts as the penalty's gradient, and the
+   * objective's part is added to it below. */
   if (plan->reg_type == TCX_TCOREX_REG_W)
     difference_penalty(nt, m * nl, weights, plan->l1, plan->l2,
-                       mode == TCX_TCOREX_EVAL_GRADIENT, &scalars[SLOT_L1],
-                       &scalars[SLOT_L2], NULL);
+                       mode == TCX_TCOREX_EVAL_GRADIENT, scale,
+                       &scalars[SLOT_L1], &scalars[SLOT_L2],
+                       grad ? gradient : NULL);
   else
     TCX_TRY(matrix_penalty(ctx, plan, mode, scalars, &replicated_l2));
   for (int t = 0; t < nt; t++)
@@ -882,20 +1042,8 @@ int tcx_tcorex_evaluate(tcx_ctx *ctx, tcx_tcorex_plan *plan, double eps,
   if (!grad)
     goto cleanup;
 
-  assemble_gradient(plan, eps, gradient);
-  for (int64_t k = 0; k < nt * m * nl; k++)
-    gradient[k] *= scale;
-  if (plan->reg_type == TCX_TCOREX_REG_W) {
-    double l1_unused = 0.0, l2_unused = 0.0;
-
-    for (int64_t k = 0; k < nt * m * nl; k++)
-      plan->dp_window[k] = 0.0;
-    difference_penalty(nt, m * nl, weights, plan->l1, plan->l2,
-                       mode == TCX_TCOREX_EVAL_GRADIENT, &l1_unused,
-                       &l2_unused, plan->dp_window);
-    for (int64_t k = 0; k < nt * m * nl; k++)
-      gradient[k] += scale * plan->dp_window[k];
-  }
+  assemble_gradient(plan, eps, scale, plan->reg_type == TCX_TCOREX_REG_W,
+                    gradient);
 
 cleanup:
   return rc;
@@ -916,8 +1064,8 @@ int tcx_tcorex_outputs(tcx_ctx *ctx, tcx_tcorex_plan *plan,
     double *mi = result->mi + t * m * nl;
     int32_t *clusters = result->clusters + t * nl;
 
-    period_r(plan, t);
-    period_factors(plan, t, result->factors + t * m * nl);
+    period_r(plan, t, 0, nl);
+    period_factors(plan, t, 0, nl, 0, result->factors + t * m * nl);
     period_mi(plan, t, mi);
     for (int64_t i = 0; i < nl; i++) {
       int32_t best = 0;

@@ -587,6 +587,106 @@ static void gradient_with_active_clamps(void **state)
   assert_true(tcx_test_all_ok(error <= 1e-6, label));
 }
 
+/* Directional derivatives on p = 12000 variables, where each rank's columns
+ * are processed in several cache-sized tiles: g . v against (f(W + h v) -
+ * f(W - h v)) / 2h for random directions v. */
+static void gradient_directions_on_many_columns(void **state)
+{
+  enum { BIG_P = 12000 };
+  tcx_ctx *ctx = tcx_test_ctx();
+  const tcx_tcorex_reg regs[] = {TCX_TCOREX_REG_W, TCX_TCOREX_REG_MI};
+  const int64_t rows = N_ROWS * BIG_P, weights = NT * M * BIG_P;
+  double *x = malloc(sizeof(double) * rows);
+  double *w = malloc(sizeof(double) * weights);
+  double *v = malloc(sizeof(double) * weights);
+  double *z = malloc(sizeof(double) * N_ROWS * M);
+  int64_t begin, nl;
+  tcx_block *block = NULL, *standardized = NULL;
+
+  (void)state;
+  assert_int_equal(tcx_partition(ctx, BIG_P, tcx_ctx_size(ctx),
+                                 tcx_ctx_rank(ctx), &begin, &nl),
+                   TCX_OK);
+  tcx_test_randn(51, x, rows);
+  tcx_test_randn(52, z, N_ROWS * M);
+  for (int64_t r = 0; r < N_ROWS; r++)
+    for (int64_t i = 0; i < BIG_P; i++)
+      x[r * BIG_P + i] = 0.8 * x[r * BIG_P + i] + z[r * M + i % M];
+  tcx_test_randn(53, w, weights);
+  for (int64_t k = 0; k < weights; k++)
+    w[k] *= 3.0 / sqrt((double)BIG_P);
+  assert_int_equal(tcx_block_create(ctx, NT, period_rows, BIG_P, begin, nl,
+                                    &block),
+                   TCX_OK);
+  for (int64_t r = 0; r < N_ROWS; r++)
+    for (int64_t i = 0; i < nl; i++)
+      block->data[r * nl + i] = x[r * BIG_P + begin + i];
+
+  for (int c = 0; c < 4; c++) {
+    tcx_tcorex_options options;
+    tcx_tcorex_value value, plus, minus;
+    double *w_local = calloc(NT * M * nl, sizeof(double));
+    double *v_local = calloc(NT * M * nl, sizeof(double));
+    double *grad = calloc(NT * M * nl, sizeof(double));
+    double *mean = calloc(NT * nl, sizeof(double));
+    double *std = calloc(NT * nl, sizeof(double));
+    const double h = 1e-5;
+    double local = 0.0, slope = 0.0, fd;
+    char label[128];
+
+    base_options(&options);
+    options.l1 = 0.0;
+    options.reg_type = regs[c % 2];
+    options.weighted_objective = c / 2;
+    assert_int_equal(tcx_tcorex_standardize(ctx, &options, block, mean, std,
+                                            &standardized),
+                     TCX_OK);
+    /* |v| is about 1, so that h v is a small step. */
+    tcx_test_randn(60 + c, v, weights);
+    for (int64_t k = 0; k < weights; k++)
+      v[k] /= sqrt((double)weights);
+    for (int t = 0; t < NT * M; t++)
+      for (int64_t i = 0; i < nl; i++) {
+        w_local[t * nl + i] = w[t * BIG_P + begin + i];
+        v_local[t * nl + i] = v[t * BIG_P + begin + i];
+      }
+    assert_int_equal(tcx_tcorex_objective(ctx, &options, standardized, 0.36,
+                                          w_local, &value, grad),
+                     TCX_OK);
+    for (int64_t k = 0; k < NT * M * nl; k++) {
+      local += grad[k] * v_local[k];
+      w_local[k] += h * v_local[k];
+    }
+    assert_int_equal(MPI_Allreduce(&local, &slope, 1, MPI_DOUBLE, MPI_SUM,
+                                   MPI_COMM_WORLD),
+                     MPI_SUCCESS);
+    assert_int_equal(tcx_tcorex_objective(ctx, &options, standardized, 0.36,
+                                          w_local, &plus, NULL),
+                     TCX_OK);
+    for (int64_t k = 0; k < NT * M * nl; k++)
+      w_local[k] -= 2.0 * h * v_local[k];
+    assert_int_equal(tcx_tcorex_objective(ctx, &options, standardized, 0.36,
+                                          w_local, &minus, NULL),
+                     TCX_OK);
+    fd = ((plus.main + plus.reg_l2) - (minus.main + minus.reg_l2)) / (2 * h);
+    snprintf(label, sizeof(label),
+             "directional derivative, reg %d, weighted %d: %.12g vs %.12g",
+             (int)options.reg_type, options.weighted_objective, slope, fd);
+    assert_true(tcx_test_all_ok(fabs(slope - fd) <= 1e-6 * fabs(fd), label));
+    free(w_local);
+    free(v_local);
+    free(grad);
+    free(mean);
+    free(std);
+    tcx_block_destroy(&standardized);
+  }
+  tcx_block_destroy(&block);
+  free(x);
+  free(w);
+  free(v);
+  free(z);
+}
+
 static void options_reject_unsupported_penalties(void **state)
 {
   tcx_ctx *ctx = tcx_test_ctx();
@@ -737,6 +837,7 @@ int main(int argc, char **argv)
       cmocka_unit_test(gradient_matches_finite_differences),
       cmocka_unit_test(gradient_with_partial_windows),
       cmocka_unit_test(gradient_with_active_clamps),
+      cmocka_unit_test(gradient_directions_on_many_columns),
       cmocka_unit_test(options_reject_unsupported_penalties),
       cmocka_unit_test(fit_independent_of_rank_count),
   };
