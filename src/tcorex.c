@@ -3,6 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tcorex/corex.h"
+#include "tcorex/prep.h"
 #include "tcorex/rng.h"
 #include "tcorex_internal.h"
 
@@ -155,6 +157,53 @@ static void init_random(const tcx_tcorex_options *options,
       }
 }
 
+/* Fits linear CorEx with the same m, max_iter, annealing and seed to the
+ * rows of all periods pooled and standardised again as one sample, and
+ * copies its weights W = U / sqrt(1 - u) to every period. Collective. */
+static int init_linear(tcx_ctx *ctx, const tcx_tcorex_options *options,
+                       const tcx_block *x, double *weights)
+{
+  const int64_t nl = x->n_local, count = options->n_factors * nl;
+  double *pooled = NULL, *mean = NULL, *std = NULL;
+  tcx_corex_options linear_options;
+  tcx_corex_result linear = {0};
+  int64_t n_constant = 0;
+  int rc = TCX_OK;
+
+  /* NOTE: the published code pools at most max_sample_cnt rows, drawn at
+   * random; this pools every row. */
+  rc = tcx_calloc(ctx, x->n_rows * nl, sizeof(double), "pooled data",
+                  &pooled);
+  if (rc == TCX_OK)
+    rc = tcx_calloc(ctx, nl, sizeof(double), "pooled means", &mean);
+  if (rc == TCX_OK)
+    rc = tcx_calloc(ctx, nl, sizeof(double), "pooled deviations", &std);
+  if (rc == TCX_OK) {
+    memcpy(pooled, x->data, (size_t)(x->n_rows * nl) * sizeof(double));
+    rc = tcx_prep_standardize(ctx, TCX_GAUSSIANIZE_STANDARD, x->n_rows, nl,
+                              x->col_begin, pooled, mean, std, &n_constant);
+  }
+  TCX_TRY(tcx_ctx_agree(ctx, rc));
+
+  tcx_corex_options_default(&linear_options);
+  linear_options.n_factors = options->n_factors;
+  linear_options.max_iter = options->max_iter;
+  linear_options.anneal = options->anneal;
+  linear_options.seed = options->seed;
+  TCX_TRY(tcx_corex_fit(ctx, &linear_options, pooled, x->n_rows, nl,
+                        x->col_begin, x->n_vars, &linear));
+  for (int t = 0; t < x->n_periods; t++)
+    memcpy(weights + t * count, linear.weights,
+           (size_t)count * sizeof(double));
+
+cleanup:
+  tcx_corex_result_free(&linear);
+  free(pooled);
+  free(mean);
+  free(std);
+  return rc;
+}
+
 /* Sets the initial weights of every period. Collective for init LINEAR. */
 static int init_weights_all(tcx_ctx *ctx, const tcx_tcorex_options *options,
                             const tcx_block *x, const double *given,
@@ -172,9 +221,7 @@ static int init_weights_all(tcx_ctx *ctx, const tcx_tcorex_options *options,
     init_random(options, x, weights);
     break;
   default:
-    rc = tcx_error(ctx, TCX_ERR_UNSUPPORTED,
-                   "initialisation from linear CorEx is not available yet; "
-                   "use TCX_TCOREX_INIT_RANDOM or TCX_TCOREX_INIT_GIVEN");
+    rc = init_linear(ctx, options, x, weights);
     break;
   }
   return rc;
