@@ -70,6 +70,29 @@ cleanup:
   return rc;
 }
 
+/* The last 2 * TCX_TCOREX_STOPPING_WINDOW objective values of a stage: all
+ * that the stopping rule reads, whatever max_iter is. */
+typedef struct recent_values {
+  double values[2 * TCX_TCOREX_STOPPING_WINDOW];
+  int64_t count;
+} recent_values;
+
+/* Appends value, dropping the oldest one when full, and returns whether the
+ * stage has reached a plateau. */
+static int recent_push(recent_values *recent, double value, double tol)
+{
+  const int64_t capacity = 2 * TCX_TCOREX_STOPPING_WINDOW;
+
+  if (recent->count == capacity) {
+    memmove(recent->values, recent->values + 1,
+            (size_t)(capacity - 1) * sizeof(double));
+    recent->count--;
+  }
+  recent->values[recent->count++] = value;
+  return tcx_optim_plateau(recent->values, recent->count,
+                           TCX_TCOREX_STOPPING_WINDOW, tol);
+}
+
 /* Logs the state of a stage at most once a second, and always at its end. */
 static void log_progress(tcx_ctx *ctx, double *last_time, int force, int stage,
                          double eps, int64_t iteration,
@@ -94,7 +117,7 @@ static int optimize_adam(tcx_ctx *ctx, const tcx_tcorex_options *options,
   const int64_t n = (int64_t)plan->nt * plan->m * plan->n_local;
   double levels[MAX_STAGES];
   const int n_stages = anneal_schedule(options->anneal, levels);
-  double *grad = NULL, *first = NULL, *second = NULL, *stage_history = NULL;
+  double *grad = NULL, *first = NULL, *second = NULL;
   int64_t capacity = result->n_history;
   double last_log = tcx_time();
   tcx_tcorex_value value = {0};
@@ -104,13 +127,12 @@ static int optimize_adam(tcx_ctx *ctx, const tcx_tcorex_options *options,
   TCX_TRY(tcx_calloc(ctx, n, sizeof(double), "gradient", &grad));
   TCX_TRY(tcx_calloc(ctx, n, sizeof(double), "Adam moments", &first));
   TCX_TRY(tcx_calloc(ctx, n, sizeof(double), "Adam moments", &second));
-  TCX_TRY(tcx_calloc(ctx, options->max_iter, sizeof(double), "stage history",
-                     &stage_history));
   tcx_adam_init(&adam, options->learning_rate);
   result->converged = 1;
 
   /* The moments and the step counter carry over from stage to stage. */
   for (int stage = 0; stage < n_stages; stage++) {
+    recent_values recent = {{0}, 0};
     int64_t steps = 0;
     int plateau = 0;
 
@@ -124,12 +146,10 @@ static int optimize_adam(tcx_ctx *ctx, const tcx_tcorex_options *options,
                 total(&value), stage, (long long)steps,
                 options->learning_rate);
       TCX_TRY(history_append(ctx, result, &capacity, &value));
-      stage_history[steps] = total(&value);
       tcx_adam_step(&adam, n, weights, grad, first, second);
       steps++;
       result->iterations++;
-      plateau = tcx_optim_plateau(stage_history, steps,
-                                  TCX_TCOREX_STOPPING_WINDOW, options->tol);
+      plateau = recent_push(&recent, total(&value), options->tol);
       log_progress(ctx, &last_log, 0, stage, levels[stage], steps, &value);
     }
     log_progress(ctx, &last_log, 1, stage, levels[stage], steps, &value);
@@ -141,7 +161,6 @@ cleanup:
   free(grad);
   free(first);
   free(second);
-  free(stage_history);
   return rc;
 }
 
@@ -219,7 +238,6 @@ static int optimize_fista(tcx_ctx *ctx, const tcx_tcorex_options *options,
   const int64_t n = (int64_t)plan->nt * plan->m * plan->n_local;
   double levels[MAX_STAGES];
   const int n_stages = anneal_schedule(options->anneal, levels);
-  double *stage_history = NULL;
   int64_t capacity = result->n_history;
   double last_log = tcx_time();
   fista_state st = {0};
@@ -231,8 +249,6 @@ static int optimize_fista(tcx_ctx *ctx, const tcx_tcorex_options *options,
   TCX_TRY(tcx_calloc(ctx, n, sizeof(double), "FISTA gradient", &st.grad));
   TCX_TRY(tcx_calloc(ctx, n, sizeof(double), "FISTA iterate", &st.z));
   TCX_TRY(tcx_calloc(ctx, n, sizeof(double), "FISTA work space", &st.work));
-  TCX_TRY(tcx_calloc(ctx, options->max_iter, sizeof(double), "stage history",
-                     &stage_history));
   st.step = options->learning_rate * (double)plan->nt * (double)plan->n_vars;
   result->converged = 1;
 
@@ -240,6 +256,7 @@ static int optimize_fista(tcx_ctx *ctx, const tcx_tcorex_options *options,
   for (int stage = 0; stage < n_stages; stage++) {
     const double eps = levels[stage];
     tcx_tcorex_value value_x, value_y, value_z;
+    recent_values recent = {{0}, 0};
     double momentum = 1.0;
     int64_t steps = 0;
     int plateau = 0, found = 1;
@@ -250,10 +267,10 @@ static int optimize_fista(tcx_ctx *ctx, const tcx_tcorex_options *options,
                                 &value_y, st.grad));
     value_x = value_y;
     while (steps < options->max_iter && !plateau && found) {
+      const double before = total(&value_x);
       double next_momentum, beta;
 
       TCX_TRY(history_append(ctx, result, &capacity, &value_x));
-      stage_history[steps] = total(&value_x);
       TCX_TRY(fista_search(ctx, plan, eps, options->l1, &st,
                            value_y.main + value_y.reg_l2, &value_z, &found));
       steps++;
@@ -277,8 +294,7 @@ static int optimize_fista(tcx_ctx *ctx, const tcx_tcorex_options *options,
                                   TCX_TCOREX_EVAL_SMOOTH_GRADIENT, NULL, 0,
                                   NULL, &value_y, st.grad));
       st.step *= FISTA_STEP_GROWTH;
-      plateau = tcx_optim_plateau(stage_history, steps,
-                                  TCX_TCOREX_STOPPING_WINDOW, options->tol);
+      plateau = recent_push(&recent, before, options->tol);
       log_progress(ctx, &last_log, 0, stage, eps, steps, &value_x);
     }
     log_progress(ctx, &last_log, 1, stage, eps, steps, &value_x);
@@ -297,7 +313,6 @@ cleanup:
   free(st.grad);
   free(st.z);
   free(st.work);
-  free(stage_history);
   return rc;
 }
 

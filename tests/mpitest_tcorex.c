@@ -14,6 +14,17 @@
 
 enum { NT = 4, P = 13, M = 3, N_ROWS = 28 };
 
+/* Every MPI_Allreduce of this process, counted through the MPI profiling
+ * interface; the call itself goes to PMPI_Allreduce. */
+static long allreduce_calls;
+
+int MPI_Allreduce(const void *send, void *receive, int count,
+                  MPI_Datatype type, MPI_Op op, MPI_Comm comm)
+{
+  allreduce_calls++;
+  return PMPI_Allreduce(send, receive, count, type, op, comm);
+}
+
 static const int64_t period_rows[NT] = {5, 9, 6, 8};
 static const int64_t period_begin[NT + 1] = {0, 5, 14, 20, 28};
 
@@ -687,6 +698,53 @@ static void gradient_directions_on_many_columns(void **state)
   free(z);
 }
 
+/* Returns the number of MPI_Allreduce calls of an Adam fit. */
+static long count_fit_reductions(const tcx_tcorex_options *options)
+{
+  tcx_ctx *ctx = tcx_test_ctx();
+  double x[N_ROWS * P];
+  tcx_block *block;
+  tcx_tcorex_result result = {0};
+  long before;
+
+  make_data(0, x);
+  block = make_block(ctx, x);
+  before = allreduce_calls;
+  assert_int_equal(tcx_tcorex_fit(ctx, options, block, NULL, &result),
+                   TCX_OK);
+  assert_int_equal(result.iterations, options->max_iter);
+  tcx_tcorex_result_free(&result);
+  tcx_block_destroy(&block);
+  return allreduce_calls - before;
+}
+
+/* Ten more Adam steps cost exactly 20 reductions (30 with reg Sigma). The
+ * stopping rule cannot end a stage before 100 steps. */
+static void adam_step_uses_two_reductions(void **state)
+{
+  const tcx_tcorex_reg regs[] = {TCX_TCOREX_REG_W, TCX_TCOREX_REG_MI,
+                                 TCX_TCOREX_REG_SIGMA};
+
+  (void)state;
+  for (int r = 0; r < 3; r++) {
+    tcx_tcorex_options options;
+    long short_fit, long_fit;
+
+    base_options(&options);
+    options.init = TCX_TCOREX_INIT_RANDOM;
+    options.anneal = 0;
+    options.reg_type = regs[r];
+    if (regs[r] == TCX_TCOREX_REG_SIGMA)
+      options.l1 = 0.0;
+    options.max_iter = 20;
+    short_fit = count_fit_reductions(&options);
+    options.max_iter = 30;
+    long_fit = count_fit_reductions(&options);
+    assert_int_equal(long_fit - short_fit,
+                     regs[r] == TCX_TCOREX_REG_SIGMA ? 30 : 20);
+  }
+}
+
 static void options_reject_unsupported_penalties(void **state)
 {
   tcx_ctx *ctx = tcx_test_ctx();
@@ -838,6 +896,7 @@ int main(int argc, char **argv)
       cmocka_unit_test(gradient_with_partial_windows),
       cmocka_unit_test(gradient_with_active_clamps),
       cmocka_unit_test(gradient_directions_on_many_columns),
+      cmocka_unit_test(adam_step_uses_two_reductions),
       cmocka_unit_test(options_reject_unsupported_penalties),
       cmocka_unit_test(fit_independent_of_rank_count),
   };

@@ -57,7 +57,9 @@ typedef struct tcx_tcorex_options {
   int anneal;            /* nonzero: noise eps = 0.6^k, k = 1..6, then 0 */
   tcx_tcorex_init init;
   tcx_tcorex_optimizer optimizer;
-  double learning_rate;  /* Adam step size; first trial step of FISTA */
+  double learning_rate;  /* Adam step size; FISTA's first trial step is
+                            learning_rate * nt * p, because the objective
+                            is divided by nt p */
   uint64_t seed;         /* random initial weights, and the linear CorEx fit */
 } tcx_tcorex_options;
 
@@ -117,8 +119,9 @@ int tcx_tcorex_standardize(tcx_ctx *ctx, const tcx_tcorex_options *options,
  * for the weights [nt, m, n_local] of this rank's columns of standardized (an
  * output of tcx_tcorex_standardize()). When gradient is not NULL it receives
  * the gradient of the total, [nt, m, n_local], using sign(0) = 0 for the l1
- * term. Uses two MPI_Allreduce calls (three with reg_type SIGMA). Fails with
- * TCX_ERR_UNSUPPORTED for reg_type SIGMA with l1 > 0. */
+ * term. After one agreement on the setup, uses two MPI_Allreduce calls
+ * (three with reg_type SIGMA). Fails with TCX_ERR_UNSUPPORTED for reg_type
+ * SIGMA with l1 > 0. */
 int tcx_tcorex_objective(tcx_ctx *ctx, const tcx_tcorex_options *options,
                          const tcx_block *standardized, double eps,
                          const double *weights, tcx_tcorex_value *value,
@@ -127,8 +130,9 @@ int tcx_tcorex_objective(tcx_ctx *ctx, const tcx_tcorex_options *options,
 /* Fits T-CorEx to block (raw data, all periods, this rank's columns).
  * init_weights is NULL, or [m, n_local] in standardised units when
  * options->init is TCX_TCOREX_INIT_GIVEN. Logs progress at TCX_LOG_PROGRESS
- * at most once a second. The caller frees the result with
- * tcx_tcorex_result_free(), also after a failure. */
+ * at most once a second within a stage, and at the end of every stage. The
+ * caller frees the result with tcx_tcorex_result_free(), also after a
+ * failure. */
 int tcx_tcorex_fit(tcx_ctx *ctx, const tcx_tcorex_options *options,
                    const tcx_block *block, const double *init_weights,
                    tcx_tcorex_result *result);
