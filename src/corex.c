@@ -1,8 +1,9 @@
 /* Linear CorEx fit: initialisation, annealing stages, stopping rule and the
- * final outputs. The moments and the iteration live in corex_moments.c and
- * corex_step.c; the method is written out in docs/METHOD.md. */
+ * final outputs. The moments and the iteration are in corex_moments.c and
+ * corex_step.c, and docs/METHOD.md writes out the method. */
 #include <cblas.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -11,6 +12,7 @@
 #include "tcorex/rng.h"
 
 /* Published LinearCorex defaults. */
+#define TCX_COREX_DEFAULT_FACTORS 10
 #define TCX_COREX_DEFAULT_MAX_ITER 10000
 #define TCX_COREX_DEFAULT_TOL 1e-5
 
@@ -31,7 +33,7 @@
 void tcx_corex_options_default(tcx_corex_options *options)
 {
   memset(options, 0, sizeof(*options));
-  options->n_factors = 1;
+  options->n_factors = TCX_COREX_DEFAULT_FACTORS;
   options->seed = 0;
   options->max_iter = TCX_COREX_DEFAULT_MAX_ITER;
   options->tol = TCX_COREX_DEFAULT_TOL;
@@ -161,8 +163,8 @@ cleanup:
 }
 
 /* Rescales U on entering a stage at level eps from level previous_eps, using
- * u and U U^T of the end of the previous stage, so that u_j keeps its value;
- * the factor is truncated to 3 decimals, which keeps u_j < 1 under rounding.
+ * u and U U^T of the end of the previous stage, so that u_j keeps its value.
+ * The factor is truncated to 3 decimals, which keeps u_j < 1 under rounding.
  * Local. */
 static void tcx_corex_rescale(tcx_corex_work *work, double previous_eps,
                               double eps)
@@ -217,8 +219,8 @@ cleanup:
 }
 
 /* Logs the state at most once per TCX_COREX_PROGRESS_INTERVAL. The time
- * left is an upper bound: every remaining stage running max_iter
- * iterations at the mean speed so far. */
+ * left is an estimate of the maximum, which assumes that every remaining
+ * stage runs max_iter iterations at the mean speed so far. */
 static void tcx_corex_log_progress(tcx_ctx *ctx, tcx_corex_run *run,
                                    double eps, double tc,
                                    const tcx_corex_result *result)
@@ -255,7 +257,7 @@ static const char *tcx_corex_outcome_text(tcx_corex_step_outcome outcome)
 }
 
 /* Runs one annealing stage at level eps from the current moments. Sets
- * *converged when the stage stopped on tol. Collective. */
+ * *converged when the stage stopped before max_iter. Collective. */
 static int tcx_corex_run_stage(tcx_corex_work *work, tcx_corex_run *run,
                                double eps, tcx_corex_result *result,
                                int *converged)
@@ -302,7 +304,10 @@ static int tcx_corex_run_stage(tcx_corex_work *work, tcx_corex_run *run,
               "step above %g; the weights stay where they are",
               run->stage + 1, (long long)run->iteration, min_step);
     tcx_corex_log_progress(ctx, run, eps, work->now.tc, result);
-    if (change < options->tol) {
+
+    /* A step that did not move ends the stage even with tol = 0, because
+     * every further iteration would repeat it. */
+    if (change < options->tol || info.outcome != TCX_COREX_STEP_MOVED) {
       *converged = 1;
       break;
     }
@@ -378,7 +383,7 @@ static int tcx_corex_finalize(tcx_corex_work *work, tcx_corex_result *result)
   for (int64_t j = 0; j < m; j++)
     tcs[j] += 0.5 * log1p(-work->now.u[j]);
 
-  /* Insertion sort by decreasing TCs; ties keep their order. */
+  /* Insertion sort by decreasing TCs, so ties keep their order. */
   for (int64_t j = 0; j < m; j++) {
     int64_t k = j;
 
@@ -427,6 +432,26 @@ cleanup:
   return rc;
 }
 
+/* Stores the error for a non-finite objective on entering a stage. */
+static int tcx_corex_stage_breakdown(tcx_ctx *ctx, const tcx_corex_run *run,
+                                     double eps, double tc,
+                                     const tcx_corex_result *result)
+{
+  char last[64] = "none (no iteration ran)";
+
+  if (result->n_history > 0)
+    snprintf(last, sizeof(last), "%.10g",
+             result->history[result->n_history - 1]);
+  return tcx_error(ctx, TCX_ERR_NUMERIC,
+                   "linear CorEx broke down entering annealing stage %d "
+                   "(eps %g) after %lld iterations: the objective is %g, "
+                   "and the last objective (TC) was %s. The input must be "
+                   "standardised (unit variance per variable); use the "
+                   "standard preprocessing if it is not",
+                   run->stage + 1, eps, (long long)result->n_history, tc,
+                   last);
+}
+
 /* Runs every annealing stage from the initialised weights. Collective. */
 static int tcx_corex_anneal(tcx_corex_work *work, tcx_corex_run *run,
                             tcx_corex_result *result)
@@ -442,14 +467,11 @@ static int tcx_corex_anneal(tcx_corex_work *work, tcx_corex_run *run,
     if (run->stage > 0)
       tcx_corex_rescale(work, previous_eps, eps);
     TCX_TRY(tcx_corex_evaluate(work, eps));
-    TCX_CHECK(isfinite(work->now.tc), work->ctx, TCX_ERR_NUMERIC,
-              "linear CorEx broke down entering annealing stage %d (eps %g) "
-              "after %lld iterations: the objective is %g (max u_j must stay "
-              "below 1); the last objective (TC) was %.10g",
-              run->stage + 1, eps, (long long)result->n_history,
-              work->now.tc,
-              result->n_history > 0 ? result->history[result->n_history - 1]
-                                    : NAN);
+    if (!isfinite(work->now.tc)) {
+      rc = tcx_corex_stage_breakdown(work->ctx, run, eps, work->now.tc,
+                                     result);
+      goto cleanup;
+    }
     TCX_TRY(tcx_corex_run_stage(work, run, eps, result, &converged));
     if (!converged) {
       result->converged = 0;

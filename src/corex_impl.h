@@ -121,9 +121,9 @@ void tcx_corex_symmetrize(int64_t m, const double *upper, double *full);
 int tcx_corex_step(tcx_corex_work *work, double min_step,
                    tcx_corex_step_info *info);
 
-/* Computes TC(U) and the exact gradient of -TC at annealing level eps for
- * weights U (m x n_local, this rank's columns) and standardised data x
- * (n x n_local); gradient is m x n_local. Collective. Used by the tests. */
+/* Computes TC(U) and the exact gradient of -TC (m x n_local) at annealing
+ * level eps for this rank's weights U (m x n_local) and standardised data x
+ * (n x n_local). Collective. Used by the tests. */
 int tcx_corex_objective_gradient(tcx_ctx *ctx, const double *x, int64_t n,
                                  int64_t n_local, int64_t m, double eps,
                                  const double *weights, double *tc,

@@ -210,7 +210,10 @@ int tcx_corex_step(tcx_corex_work *work, double min_step,
   /* Backtracking: halve eta until the trial is valid and satisfies
    * -TC(U + eta d) <= -TC(U) + 0.1 eta slope. A NaN objective fails the
    * test. Every rank takes the same branches because the tested values are
-   * replicated. */
+   * replicated.
+   * NOTE: this needs MPI_Allreduce to return bitwise identical sums on all
+   * ranks, which MPI does not guarantee. With an MPI library that differs,
+   * ranks could disagree here and hang in the next reduction. */
   info->outcome = TCX_COREX_STEP_TOO_SMALL;
   while (eta >= min_step) {
     info->step_length = eta;

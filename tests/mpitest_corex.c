@@ -1,7 +1,7 @@
-/* Distributed linear CorEx: the fit on the world communicator, with the
+/* Distributed linear CorEx. The fit on the world communicator, with the
  * columns split over the ranks, must equal a single-process fit of the same
- * data computed by rank 0 on MPI_COMM_SELF; planted clusters are recovered;
- * invalid input fails on every rank with one message. */
+ * data computed by rank 0 on MPI_COMM_SELF. Planted clusters are recovered,
+ * and invalid input fails on every rank with one message. */
 #include <hdf5.h>
 #include <math.h>
 #include <stdio.h>
@@ -310,7 +310,7 @@ static void corex_rank_invariant_chunk128(void **state)
 
 /* With four well-separated planted factors and four latent factors, each
  * planted group maps to its own cluster. The counts of (planted group,
- * cluster) pairs are summed over ranks; every group must put all its
+ * cluster) pairs are summed over ranks. Every group must put all its
  * variables in one cluster, and no two groups may share a cluster. */
 static void corex_recovers_planted_clusters(void **state)
 {
@@ -416,6 +416,37 @@ static void corex_rejects_nan_on_one_rank(void **state)
   free(full);
 }
 
+/* Data with variance 10^6 that skip standardisation give correlations
+ * above 1 and a NaN objective at the first annealing stage. Every rank
+ * must fail with TCX_ERR_NUMERIC and the stage in the message. */
+static void corex_unscaled_data_fails(void **state)
+{
+  tcx_ctx *ctx = tcx_test_ctx();
+  tcx_corex_options options;
+  tcx_corex_result result;
+  int64_t begin = 0, n_local = 0;
+  double *full = planted_data(20, 37, 2, 505);
+  double *x;
+
+  (void)state;
+  for (int64_t k = 0; k < 20 * 37; k++)
+    full[k] *= 1000.0;
+  assert_int_equal(tcx_partition(ctx, 37, tcx_ctx_size(ctx),
+                                 tcx_ctx_rank(ctx), &begin, &n_local),
+                   TCX_OK);
+  x = columns_of(full, 20, 37, begin, n_local);
+  tcx_corex_options_default(&options);
+  options.n_factors = 2;
+  assert_int_equal(tcx_corex_fit(ctx, &options, x, 20, n_local, begin, 37,
+                                 &result),
+                   TCX_ERR_NUMERIC);
+  assert_non_null(strstr(tcx_ctx_message(ctx), "annealing stage 1 "));
+  assert_non_null(strstr(tcx_ctx_message(ctx), "last objective"));
+  assert_null(result.u);
+  free(x);
+  free(full);
+}
+
 int main(int argc, char **argv)
 {
   const struct CMUnitTest tests[] = {
@@ -424,6 +455,7 @@ int main(int argc, char **argv)
       cmocka_unit_test(corex_recovers_planted_clusters),
       cmocka_unit_test(corex_rejects_zero_factors),
       cmocka_unit_test(corex_rejects_nan_on_one_rank),
+      cmocka_unit_test(corex_unscaled_data_fails),
   };
 
   return tcx_test_run(argc, argv, "corex", tests,

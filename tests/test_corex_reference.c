@@ -1,9 +1,9 @@
 /* Linear CorEx against the published LinearCorex results on the reference
- * chunks: each 32-row chunk of tests/data/corex_chunks_p128.h5 is fitted on
- * its own with 8 factors and the default settings, and the Gaussian NLL of
- * its own rows under the fitted covariance is compared with the value that
- * LinearCorex reached (the same for seeds 0-4 to 1e-3). The NLL is computed
- * here with a dense Cholesky factorisation, not with tcorex code. */
+ * chunks. Each 32-row chunk of tests/data/corex_chunks_p128.h5 is fitted on
+ * its own with 8 factors and the default settings. The Gaussian NLL of its
+ * own rows under the fitted covariance is compared with the value that
+ * LinearCorex reached, which is the same for seeds 0-4 to 1e-3. The NLL is
+ * computed here with a dense Cholesky factorisation, not with tcorex code. */
 #include <hdf5.h>
 #include <lapacke.h>
 #include <math.h>

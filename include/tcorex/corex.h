@@ -18,7 +18,8 @@ typedef struct tcx_corex_options {
   int anneal;        /* nonzero: eps = 0.6^k, k = 1..6, then 0 */
 } tcx_corex_options;
 
-/* Sets the published defaults: max_iter 10000, tol 1e-5, anneal on, seed 0. */
+/* Sets the published defaults: 10 factors, max_iter 10000, tol 1e-5, anneal
+ * on, seed 0. */
 void tcx_corex_options_default(tcx_corex_options *options);
 
 /* Result of a fit, in this rank's columns (row-major [m, n_local]). Factors
@@ -36,18 +37,21 @@ typedef struct tcx_corex_result {
   double *history;   /* TC after every iteration, all stages, replicated */
   int64_t n_history;
   int64_t iterations; /* total over stages */
-  int converged;      /* every stage stopped on tol, not max_iter */
+  int converged;      /* every stage ended before max_iter: its TC change
+                         fell below tol, or no step was possible */
 } tcx_corex_result;
 
 /* Fits linear CorEx to this rank's standardised columns x (n_rows x n_local,
  * row-major, no missing values), global columns col_begin .. col_begin +
  * n_local - 1 of n_vars. Per iteration only reductions of n x m, m x m, m or
- * scalar size cross ranks. Logs progress at TCX_LOG_PROGRESS at most once a
- * second. The caller frees the result with tcx_corex_result_free(). */
+ * scalar size cross ranks. Logs a start line, an end line and in between at
+ * most one progress line per second at TCX_LOG_PROGRESS. The caller frees
+ * the result with tcx_corex_result_free(), also after a failure. */
 int tcx_corex_fit(tcx_ctx *ctx, const tcx_corex_options *options,
                   const double *x, int64_t n_rows, int64_t n_local,
                   int64_t col_begin, int64_t n_vars, tcx_corex_result *result);
 
+/* Frees the arrays of result and zeroes it. Accepts NULL. */
 void tcx_corex_result_free(tcx_corex_result *result);
 
 #ifdef __cplusplus
