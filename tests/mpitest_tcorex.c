@@ -879,8 +879,12 @@ static void fit_independent_of_rank_count(void **state)
   options.weighted_objective = 1;
   check_rank_invariance(&options, "Adam fit, given start, reg MI");
 
+  options.init = TCX_TCOREX_INIT_LINEAR;
   options.reg_type = TCX_TCOREX_REG_W;
   options.weighted_objective = 0;
+  check_rank_invariance(&options, "Adam fit, linear CorEx start");
+
+  options.init = TCX_TCOREX_INIT_GIVEN;
   options.optimizer = TCX_TCOREX_FISTA;
   options.anneal = 0;
   check_rank_invariance(&options, "FISTA fit");
