@@ -1,0 +1,111 @@
+/* Shared between the T-CorEx source files; not installed. */
+#ifndef TCOREX_TCOREX_INTERNAL_H
+#define TCOREX_TCOREX_INTERNAL_H
+
+#include "tcorex/tcorex.h"
+
+/* Periods whose weight gamma^|s - t| falls below this value are left out of
+ * period t's objective window (but not out of its priors). */
+#define TCX_TCOREX_WEIGHT_CUT 1e-6
+
+/* Lower and upper guards of the published objective: 1 - R^2 is clamped to
+ * [1e-8, 1 - 1e-8] or [1e-8, 1], and the residual variance to >= 1e-8. */
+#define TCX_TCOREX_CLAMP 1e-8
+
+/* Number of steps in each of the two windows of the plateau stopping rule. */
+#define TCX_TCOREX_STOPPING_WINDOW 50
+
+/* Validates options. Not collective: ranks with the same options get the
+ * same status. */
+int tcx_tcorex_check_options(tcx_ctx *ctx, const tcx_tcorex_options *options);
+
+/* Computes the window half-length L_t: the smallest k >= 0 such that
+ * periods max(0, t - k) .. min(nt - 1, t + k) contain >= max_samples rows, or
+ * nt + 1 when no k <= nt does. */
+int tcx_tcorex_window_half_length(int n_periods, const int64_t *period_begin,
+                                  int64_t max_samples, int t);
+
+/* What tcx_tcorex_evaluate() computes besides the value. */
+typedef enum tcx_tcorex_eval_mode {
+  TCX_TCOREX_EVAL_VALUE = 0,      /* value only */
+  TCX_TCOREX_EVAL_GRADIENT,       /* gradient of main + reg_l1 + reg_l2 */
+  TCX_TCOREX_EVAL_SMOOTH_GRADIENT /* gradient of main + reg_l2 */
+} tcx_tcorex_eval_mode;
+
+enum { TCX_TCOREX_MAX_EXTRA = 4 };
+
+/* Precomputed windows and work space for evaluating the objective on one
+ * standardised data block. The data are borrowed, not copied. */
+typedef struct tcx_tcorex_plan {
+  int nt;
+  int64_t m, n_vars, n_local, n_rows;
+  const double *x;             /* [n_rows, n_local] standardised data */
+  const int64_t *period_begin; /* [nt + 1] row offsets */
+  double l1, l2;
+  tcx_tcorex_reg reg_type;
+  int weighted;
+  int full_windows;        /* every objective window is the whole series */
+  int *window_first;       /* [nt] first period of t's objective window */
+  int *window_last;        /* [nt] last period of t's objective window */
+  double *period_weight;   /* [nt, nt] weight c of one row of period s in
+                              window t, 0 outside; rows of a window sum to 1 */
+  int64_t y_ld;            /* row stride of the samples x factors buffers */
+  int64_t *y_offset;       /* [nt] offset of Y^w_t in those buffers */
+  int64_t y_count;         /* sum_t N_t m */
+  double *own_square;      /* [nt, n_local] mean of x^2 over period t */
+  double *window_square;   /* [nt, n_local] sum of c x^2 over t's window */
+
+  /* Work space, overwritten by every evaluation. */
+  double *reduce1;     /* Y^w for every t, then W_t W_t^T: y_count + nt m^2 */
+  double *scaled;      /* c o Y^w, later Phi (same layout as Y^w) */
+  double *gram;        /* [nt, m, m] G_t */
+  double *gram_own;    /* [nt, m, m] G'_t (unweighted objective only) */
+  double *z2;          /* [nt, m] diag(G_t) */
+  double *p_window;    /* [nt, m, n_local] P_t = W_t Sigma^w_t */
+  double *p_own;       /* [nt, m, n_local] P'_t = W_t C_t (unweighted) */
+  double *dp_window;   /* [nt, m, n_local] df_t/dP_t */
+  double *dp_own;      /* [nt, m, n_local] df_t/dP'_t */
+  double *reg_matrix;  /* [nt, m, n_local] MI_t or F_t (reg MI, SIGMA) */
+  double *reg_grad;    /* [nt, m, n_local] nt p d reg / d reg_matrix */
+  double *sigma_gram;  /* [2 nt - 1, m, m] F_t F_t^T, F_t F_{t+1}^T */
+  double *work_b;      /* [m, n_local] B */
+  double *work_gb;     /* [m, n_local] G' B, then dB, then dF */
+  double *work_dp_own; /* [m, n_local] dP' (weighted objective) */
+  double *work_scaled; /* [m, n_local] B o sqrt(g) */
+  double *vec_r;       /* [n_local] r_i */
+  double *vec_inv;     /* [n_local] 1 / (1 + r_i) */
+  double *vec_e;       /* [n_local] e_i, then g_i */
+  double *vec_dr;      /* [n_local] df/dr_i */
+  double *vec_root;    /* [n_local] sqrt(g_i) */
+  double *vec_norm;    /* [nt, n_local] |F_t:i|^2 (reg SIGMA) */
+  double *reduce2;     /* scalars, dG', ds, psi, X dP^T */
+  int64_t reduce2_size;
+} tcx_tcorex_plan;
+
+/* Builds a plan for the standardised block x. Local: no communication. */
+int tcx_tcorex_plan_create(tcx_ctx *ctx, const tcx_tcorex_options *options,
+                           const tcx_block *x, tcx_tcorex_plan **plan);
+void tcx_tcorex_plan_destroy(tcx_tcorex_plan **plan);
+
+/* Evaluates the objective at noise level eps for weights [nt, m, n_local].
+ * gradient ([nt, m, n_local]) is written unless mode is VALUE. extra[0 ..
+ * n_extra - 1] (n_extra <= TCX_TCOREX_MAX_EXTRA) are local partial sums that
+ * are summed over ranks into extra_sum in the same reduction. Two
+ * MPI_Allreduce calls, three with reg SIGMA. Collective. */
+int tcx_tcorex_evaluate(tcx_ctx *ctx, tcx_tcorex_plan *plan, double eps,
+                        const double *weights, tcx_tcorex_eval_mode mode,
+                        const double *extra, int n_extra, double *extra_sum,
+                        tcx_tcorex_value *value, double *gradient);
+
+/* Computes factors, mi, clusters and tcs of result at eps = 0 for the given
+ * weights. Collective. */
+int tcx_tcorex_outputs(tcx_ctx *ctx, tcx_tcorex_plan *plan,
+                       const double *weights, tcx_tcorex_result *result);
+
+/* Runs the optimiser selected in options on weights [nt, m, n_local] in
+ * place, appending to the history of result. Collective. */
+int tcx_tcorex_optimize(tcx_ctx *ctx, const tcx_tcorex_options *options,
+                        tcx_tcorex_plan *plan, double *weights,
+                        tcx_tcorex_result *result);
+
+#endif
