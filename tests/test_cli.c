@@ -317,6 +317,145 @@ static void fmri_pipeline_two_and_three_ranks(void **state)
   assert_non_null(strstr(out.text, "mean\t20\t"));
 }
 
+/* Returns the value in the last line "mean<TAB>rows<TAB>nll" of score's
+ * output. */
+static double score_mean(const char *text)
+{
+  const char *line = strstr(text, "mean\t");
+  double nll = NAN;
+  long long rows = 0;
+
+  assert_non_null(line);
+  assert_int_equal(sscanf(line, "mean\t%lld\t%lf", &rows, &nll), 2);
+  return nll;
+}
+
+/* Reads a double dataset's mean, for the truth's test NLL per period. */
+static double dataset_mean(const char *path, const char *name)
+{
+  hsize_t count = 0;
+  double *values = read_dataset(path, name, &count);
+  double sum = 0.0;
+
+  for (hsize_t k = 0; k < count; k++)
+    sum += values[k];
+  free(values);
+  return sum / (double)count;
+}
+
+/* Simulated data with a sudden change: T-CorEx (periods from the 3-D input)
+ * must beat linear CorEx pooled over the periods on held-out data, stay
+ * within 15% of the true covariance's NLL (computed by the simulator from
+ * the truth), and give the same factors on 1, 2 and 3 ranks. */
+static void tcorex_simulated_three_rank_counts(void **state)
+{
+  cli_fixture *fixture = *state;
+  char args[ARGS_MAX], data[512], model[3][512], pooled[512];
+  double tcorex_nll[3], pooled_nll, truth_nll;
+  run_output out;
+
+  snprintf(data, sizeof(data), "%s/sim.h5", fixture->dir);
+  snprintf(pooled, sizeof(pooled), "%s/pooled.h5", fixture->dir);
+  snprintf(args, sizeof(args),
+           "simulate --variables 61 --factors 4 --periods 6 --train-samples "
+           "20 --test-samples 300 --seed 5 --output %s",
+           data);
+  run_cli(args, &out);
+  assert_int_equal(out.exit_code, 0);
+  truth_nll = dataset_mean(data, "/truth/test_nll");
+
+  for (int k = 0; k < 3; k++) {
+    snprintf(model[k], sizeof(model[k]), "%s/tcorex%d.h5", fixture->dir, k);
+    snprintf(args, sizeof(args),
+             "fit --input %s --dataset /train --factors 4 --l1 0.3 --gamma "
+             "0.4 --max-iter 200 --output %s",
+             data, model[k]);
+    run_mpi(k + 1, args, &out);
+    if (out.exit_code != 0)
+      fprintf(stderr, "%s\n", out.text);
+    assert_int_equal(out.exit_code, 0);
+    snprintf(args, sizeof(args),
+             "score --model %s --input %s --dataset /test --zero-mean",
+             model[k], data);
+    run_mpi(k + 1, args, &out);
+    assert_int_equal(out.exit_code, 0);
+    tcorex_nll[k] = score_mean(out.text);
+  }
+  for (int k = 1; k < 3; k++) {
+    hsize_t count0, count;
+    double *factors0 = read_dataset(model[0], "/factors", &count0);
+    double *factors = read_dataset(model[k], "/factors", &count);
+    double max_difference = 0.0;
+
+    assert_int_equal(count0, 6 * 4 * 61);
+    assert_int_equal(count, count0);
+    for (hsize_t i = 0; i < count; i++)
+      max_difference = fmax(max_difference, fabs(factors[i] - factors0[i]));
+    /* The L1 subgradient sign(W_{t+1} - W_t) starts at exact ties (every
+     * period starts from the same weights), so Adam turns rounding
+     * differences between rank counts into differences near 1e-7 after
+     * 1400 steps; 1e-6 still catches any real dependence on the split. */
+    if (max_difference > 1e-6)
+      fprintf(stderr, "factors differ between 1 and %d ranks by %g\n", k + 1,
+              max_difference);
+    assert_true(max_difference <= 1e-6);
+    assert_float_equal(tcorex_nll[k], tcorex_nll[0], 1e-6 * tcorex_nll[0]);
+    free(factors0);
+    free(factors);
+  }
+
+  snprintf(args, sizeof(args),
+           "fit --method linear --input %s --dataset /train --factors 4 "
+           "--output %s",
+           data, pooled);
+  run_cli(args, &out);
+  assert_int_equal(out.exit_code, 0);
+  snprintf(args, sizeof(args),
+           "score --model %s --input %s --dataset /test --zero-mean", pooled,
+           data);
+  run_cli(args, &out);
+  assert_int_equal(out.exit_code, 0);
+  pooled_nll = score_mean(out.text);
+  fprintf(stderr, "test NLL: truth %.3f, T-CorEx %.3f, pooled linear %.3f\n",
+          truth_nll, tcorex_nll[0], pooled_nll);
+  assert_true(tcorex_nll[0] < pooled_nll);
+  assert_true(tcorex_nll[0] > truth_nll);
+  assert_true(tcorex_nll[0] < 1.15 * truth_nll);
+}
+
+/* The published sudden-change case through the program: fit on /train with
+ * the published settings and score /test. The published PyTorch T-CorEx
+ * scored 220.68 and the true covariance 200.00. */
+static void tcorex_reference_case_nll(void **state)
+{
+  cli_fixture *fixture = *state;
+  const char *data = TCX_SHARED_REFERENCE_DIR "/tcorex_sudden_p128.h5";
+  char args[ARGS_MAX], model[512];
+  run_output out;
+  double nll;
+
+  if (!file_exists(data)) {
+    fprintf(stderr, "reference file %s not found\n", data);
+    fail();
+  }
+  snprintf(model, sizeof(model), "%s/reference.h5", fixture->dir);
+  snprintf(args, sizeof(args),
+           "fit --input %s --dataset /train --factors 8 --l1 0.3 --gamma 0.4 "
+           "--max-iter 500 --output %s",
+           data, model);
+  run_mpi(2, args, &out);
+  assert_int_equal(out.exit_code, 0);
+  snprintf(args, sizeof(args),
+           "score --model %s --input %s --dataset /test --zero-mean", model,
+           data);
+  run_mpi(3, args, &out);
+  assert_int_equal(out.exit_code, 0);
+  nll = score_mean(out.text);
+  fprintf(stderr, "reference case test NLL %.4f\n", nll);
+  assert_true(nll <= 218.0);
+  assert_true(nll > 200.0);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -326,6 +465,10 @@ int main(void)
                                       teardown_dir),
       cmocka_unit_test_setup_teardown(fmri_pipeline_two_and_three_ranks,
                                       setup_dir, teardown_dir),
+      cmocka_unit_test_setup_teardown(tcorex_simulated_three_rank_counts,
+                                      setup_dir, teardown_dir),
+      cmocka_unit_test_setup_teardown(tcorex_reference_case_nll, setup_dir,
+                                      teardown_dir),
   };
 
   return cmocka_run_group_tests_name("cli", tests, NULL, NULL);
