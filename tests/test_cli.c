@@ -142,6 +142,23 @@ static void usage_errors_name_flag(void **state)
       {"fit --input a.h5 --factors 3", "missing required option --output"},
       {"fit --input a.h5 --output b.h5 --factors", "--factors needs a value"},
       {"convert --output x.h5", "exactly one of --nifti and --csv"},
+      {"fit --input same.h5 --output same.h5 --factors 2",
+       "name the same file"},
+      {"convert --csv t.csv --output t.csv", "name the same file"},
+      {"fit -x", "unknown option '-x'"},
+      {"fit --input a.h5 --output b.h5 --factors 2 -q -v",
+       "at most one of --quiet and --verbose"},
+      {"fit --input a.h5 --output b.h5 --factors 2 --missing inf",
+       "expected a finite number"},
+      {"fit --input a.h5 --output b.h5 --factors 99999999999999999999",
+       "is out of range"},
+      {"fit --input a.h5 --output b.h5 --factors 2 --gamma 0",
+       "--gamma: 0 is out of range; expected a number in (0, 1]"},
+      {"fit --input a.h5 --output b.h5 --factors 2 --l1 -0.1",
+       "--l1: -0.1 is out of range"},
+      {"fit --input a.h5 --output b.h5 --factors 2 --periods 2 "
+       "--period-length 3",
+       "at most one of --periods and --period-length"},
   };
 
   (void)state;

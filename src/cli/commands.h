@@ -11,4 +11,11 @@ extern const tcx_command tcx_command_export;
 extern const tcx_command tcx_command_simulate;
 
 
+/* Fails with TCX_ERR_USAGE when output is the same file as input (same
+ * device and inode, or the same path when either does not exist), so that a
+ * run never overwrites its own input. Not collective. */
+int tcx_cli_check_distinct(tcx_ctx *ctx, const char *input_flag,
+                           const char *input, const char *output_flag,
+                           const char *output);
+
 #endif

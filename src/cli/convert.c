@@ -50,6 +50,12 @@ static int run_convert(tcx_ctx *ctx, void *values)
             "give exactly one of --nifti and --csv");
   TCX_CHECK(!v->mask || v->nifti, ctx, TCX_ERR_USAGE,
             "--mask applies to --nifti input only");
+  TCX_TRY(tcx_cli_check_distinct(ctx, "--nifti", v->nifti, "--output",
+                                 v->output));
+  TCX_TRY(tcx_cli_check_distinct(ctx, "--mask", v->mask, "--output",
+                                 v->output));
+  TCX_TRY(tcx_cli_check_distinct(ctx, "--csv", v->csv, "--output",
+                                 v->output));
   if (v->nifti) {
     TCX_TRY(tcx_nifti_convert(ctx, v->nifti, v->mask, v->output));
     tcx_log(ctx, TCX_LOG_WARNING, "convert: wrote %s from %s", v->output,

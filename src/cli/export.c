@@ -78,6 +78,10 @@ static int run_export(tcx_ctx *ctx, void *values)
   int64_t n_vars = 0;
   int rc = TCX_OK;
 
+  TCX_TRY(tcx_cli_check_distinct(ctx, "--model", v->model, "--output",
+                                 v->output));
+  TCX_TRY(tcx_cli_check_distinct(ctx, "--reference", v->reference,
+                                 "--output", v->output));
   TCX_TRY(read_cluster_labels(ctx, v, &labels, &n_vars));
   TCX_TRY(tcx_nifti_export_labels(ctx, v->reference, labels, n_vars,
                                   v->output));

@@ -140,13 +140,26 @@ static int check_fit_request(tcx_ctx *ctx, const fit_values *v,
   TCX_CHECK(block->n_rows >= 2, ctx, TCX_ERR_INPUT,
             "%s:%s has %lld row(s); a fit needs at least 2 samples",
             v->input, v->dataset, (long long)block->n_rows);
-  TCX_CHECK(!(v->periods > 0 && v->period_length > 0), ctx, TCX_ERR_USAGE,
-            "give at most one of --periods and --period-length");
   TCX_CHECK(strcmp(v->method, "tcorex") != 0 || block->n_periods > 1 ||
                 v->periods > 1 || v->period_length > 0,
             ctx, TCX_ERR_USAGE,
             "--method tcorex needs several periods: give a [nt, ns, p] "
             "dataset, --periods or --period-length");
+
+cleanup:
+  return rc;
+}
+
+/* Checks that need no data, so that they fail before any file is read. */
+static int check_fit_options(tcx_ctx *ctx, const fit_values *v)
+{
+  int rc = TCX_OK;
+
+  TCX_CHECK(!(v->periods > 0 && v->period_length > 0), ctx, TCX_ERR_USAGE,
+            "give at most one of --periods and --period-length");
+  TCX_TRY(tcx_cli_check_distinct(ctx, "--input", v->input, "--output",
+                                 v->output));
+  TCX_TRY(tcx_h5_check_output_path(ctx, v->output));
 
 cleanup:
   return rc;
@@ -161,7 +174,7 @@ static int run_fit(tcx_ctx *ctx, void *values)
   const double start = tcx_time();
   int rc = TCX_OK;
 
-  TCX_TRY(tcx_ctx_agree(ctx, tcx_h5_check_output_path(ctx, v->output)));
+  TCX_TRY(tcx_ctx_agree(ctx, check_fit_options(ctx, v)));
   TCX_TRY(tcx_h5_read_block(ctx, v->input, &read, &block));
   TCX_TRY(tcx_ctx_agree(ctx, check_fit_request(ctx, v, block)));
   if (v->periods > 0 || v->period_length > 0)

@@ -24,7 +24,9 @@ static void format_range(const tcx_option_spec *spec, char *text, size_t size)
       snprintf(text, size, "an integer in [%.0f, %.0f]", spec->min, spec->max);
     return;
   }
-  if (isinf(spec->max))
+  if (isinf(spec->max) && isinf(spec->min))
+    snprintf(text, size, "a finite number");
+  else if (isinf(spec->max))
     snprintf(text, size, "a number %s %g", spec->min_open ? ">" : ">=",
              spec->min);
   else
@@ -63,17 +65,27 @@ static int parse_number(tcx_ctx *ctx, const tcx_option_spec *spec,
     long long integer = strtoll(text, &end, 10);
 
     value = (double)integer;
-    if (end == text || *end != '\0' || errno == ERANGE)
+    if (end == text || *end != '\0')
       return tcx_error(ctx, TCX_ERR_USAGE,
                        "invalid value for %s: '%s' is not an integer; "
                        "expected %s",
                        spec->name, text, range);
+    if (errno == ERANGE)
+      return tcx_error(ctx, TCX_ERR_USAGE,
+                       "invalid value for %s: %s is out of range; expected %s",
+                       spec->name, text, range);
   } else {
     value = strtod(text, &end);
-    if (end == text || *end != '\0' || errno == ERANGE || !isfinite(value))
+    if (end == text || *end != '\0' || !isfinite(value))
       return tcx_error(ctx, TCX_ERR_USAGE,
                        "invalid value for %s: '%s' is not a finite number; "
                        "expected %s",
+                       spec->name, text, range);
+    /* strtod sets ERANGE on underflow too (1e-400 becomes 0 or a
+     * subnormal), so only an overflow is out of range here. */
+    if (errno == ERANGE && fabs(value) > 1.0)
+      return tcx_error(ctx, TCX_ERR_USAGE,
+                       "invalid value for %s: %s is out of range; expected %s",
                        spec->name, text, range);
   }
   if (value < spec->min || (spec->min_open && value == spec->min) ||
@@ -155,6 +167,9 @@ int tcx_options_parse(tcx_ctx *ctx, const tcx_command *command, int argc,
 
     if (parse_common(arg, common))
       continue;
+    TCX_CHECK(arg[0] != '-' || arg[1] == '-', ctx, TCX_ERR_USAGE,
+              "unknown option '%s' for 'tcorex %s'; see 'tcorex %s --help'",
+              arg, command->name, command->name);
     TCX_CHECK(strncmp(arg, "--", 2) == 0, ctx, TCX_ERR_USAGE,
               "unexpected argument '%s'; options start with --, see "
               "'tcorex %s --help'",
@@ -177,6 +192,8 @@ int tcx_options_parse(tcx_ctx *ctx, const tcx_command *command, int argc,
     seen[spec - command->options] = 1;
   }
 
+  TCX_CHECK(!(common->quiet && common->verbose), ctx, TCX_ERR_USAGE,
+            "give at most one of --quiet and --verbose");
   for (const tcx_option_spec *spec = command->options; spec->name; spec++)
     TCX_CHECK(!spec->required || seen[spec - command->options], ctx,
               TCX_ERR_USAGE, "missing required option %s %s; see 'tcorex %s "

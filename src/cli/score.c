@@ -16,6 +16,7 @@ typedef struct score_values {
   const char *model;
   const char *input;
   const char *dataset;
+  double missing; /* NaN: no marker */
   int zero_mean;
 } score_values;
 
@@ -27,6 +28,10 @@ static const tcx_option_spec score_options[] = {
      1},
     {"--dataset", TCX_OPT_STRING, offsetof(score_values, dataset), "NAME",
      "dataset inside the input file (default /data)", 0, 0, 0, 0, NULL, 0},
+    {"--missing", TCX_OPT_DOUBLE, offsetof(score_values, missing), "V",
+     "treat values equal to V as missing (NaN is always missing); missing "
+     "values are replaced by the model's mean",
+     -INFINITY, INFINITY, 0, 0, NULL, 0},
     {"--zero-mean", TCX_OPT_FLAG, offsetof(score_values, zero_mean), NULL,
      "score the data as zero-mean instead of subtracting the model's means",
      0, 0, 0, 0, NULL, 0},
@@ -38,23 +43,29 @@ static void score_defaults(void *values)
   score_values *v = values;
 
   v->dataset = "/data";
+  v->missing = NAN;
 }
 
 /* Centres the rows of one period in place: subtracts the model's mean (or
- * nothing with --zero-mean) and replaces missing values by 0, that is, by the
- * model's mean. */
-static void center_rows(double *rows, int64_t n_rows, int64_t n_local,
-                        const double *mean, int zero_mean)
+ * nothing with --zero-mean). A missing value becomes the model's mean, which
+ * makes the NLL optimistic; returns how many there were. */
+static int64_t center_rows(double *rows, int64_t n_rows, int64_t n_local,
+                           const double *mean, int zero_mean)
 {
+  int64_t n_missing = 0;
+
   for (int64_t r = 0; r < n_rows; r++)
     for (int64_t j = 0; j < n_local; j++) {
       double *value = &rows[r * n_local + j];
 
-      if (isnan(*value))
-        *value = 0.0;
-      else if (!zero_mean)
+      if (isnan(*value)) {
+        *value = zero_mean ? mean[j] : 0.0;
+        n_missing++;
+      } else if (!zero_mean) {
         *value -= mean[j];
+      }
     }
+  return n_missing;
 }
 
 static int check_shapes(tcx_ctx *ctx, const score_values *v,
@@ -81,7 +92,8 @@ cleanup:
 static int run_score(tcx_ctx *ctx, void *values)
 {
   const score_values *v = values;
-  const tcx_read_options read = {v->dataset, 0, 0.0};
+  const tcx_read_options read = {v->dataset, !isnan(v->missing), v->missing};
+  int64_t n_missing = 0, n_missing_all = 0;
   tcx_model *model = NULL;
   tcx_block *block = NULL;
   double *l = NULL, *d = NULL;
@@ -105,8 +117,8 @@ static int run_score(tcx_ctx *ctx, void *values)
     double *rows = block->data + first * n_local;
     double nll = 0.0;
 
-    center_rows(rows, n_rows, n_local, model->mean + s * n_local,
-                v->zero_mean);
+    n_missing += center_rows(rows, n_rows, n_local, model->mean + s * n_local,
+                             v->zero_mean);
     rc = tcx_lowrank_from_factors(ctx, m, n_local,
                                   model->factors + s * m * n_local,
                                   model->std + s * n_local, l, d);
@@ -116,6 +128,13 @@ static int run_score(tcx_ctx *ctx, void *values)
     if (tcx_ctx_rank(ctx) == 0)
       printf("%d\t%lld\t%.6f\n", t, (long long)n_rows, nll);
   }
+  TCX_TRY_MPI(ctx, MPI_Allreduce(&n_missing, &n_missing_all, 1, MPI_INT64_T,
+                                 MPI_SUM, tcx_ctx_comm(ctx)));
+  if (n_missing_all > 0)
+    tcx_log(ctx, TCX_LOG_WARNING,
+            "tcorex: warning: %lld missing value(s) in %s:%s were replaced by "
+            "the model's mean; the NLL is then lower than on complete data",
+            (long long)n_missing_all, v->input, v->dataset);
   if (tcx_ctx_rank(ctx) == 0) {
     printf("mean\t%lld\t%.6f\n", (long long)block->n_rows,
            total / block->n_periods);
@@ -134,7 +153,7 @@ const tcx_command tcx_command_score = {
     "score",
     "Print the mean negative log-likelihood per sample of held-out data.",
     "mpirun -n N tcorex score --model MODEL.h5 --input D.h5 [--dataset NAME] "
-    "[--zero-mean]",
+    "[--missing V] [--zero-mean]",
     score_options,
     run_score,
     sizeof(score_values),

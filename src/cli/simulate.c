@@ -41,7 +41,8 @@ static const tcx_option_spec simulate_options[] = {
      "test samples per period, dataset /test (default 1000)", 1, 1e12, 0, 0,
      NULL, 0},
     {"--change", TCX_OPT_CHOICE, SIM_FIELD(change), "KIND",
-     "none, or sudden: fresh parameters from period NT/2 on (default sudden)",
+     "none, or sudden: fresh parameters from period NT/2 on (default sudden "
+     "when NT >= 2, else none)",
      0, 0, 0, 0, "none|sudden", 0},
     {"--assignment", TCX_OPT_CHOICE, SIM_FIELD(assignment), "HOW",
      "variables to factors: random, or blocks of equal size (default random)",
@@ -76,7 +77,7 @@ static void simulate_defaults(void *values)
   v->periods = defaults.n_periods;
   v->train_samples = defaults.train_rows;
   v->test_samples = defaults.test_rows;
-  v->change = defaults.change == TCX_SIMULATE_CHANGE_NONE ? "none" : "sudden";
+  v->change = NULL; /* sudden for several periods, none for one */
   v->assignment =
       defaults.assignment == TCX_SIMULATE_ASSIGN_BLOCKS ? "blocks" : "random";
   v->seed = (int64_t)defaults.seed;
@@ -95,8 +96,12 @@ static void to_simulate_options(const simulate_values *v,
   opts->n_periods = (int)v->periods;
   opts->train_rows = v->train_samples;
   opts->test_rows = v->test_samples;
-  opts->change = strcmp(v->change, "none") == 0 ? TCX_SIMULATE_CHANGE_NONE
-                                                : TCX_SIMULATE_CHANGE_SUDDEN;
+  if (v->change)
+    opts->change = strcmp(v->change, "none") == 0 ? TCX_SIMULATE_CHANGE_NONE
+                                                  : TCX_SIMULATE_CHANGE_SUDDEN;
+  else
+    opts->change = v->periods >= 2 ? TCX_SIMULATE_CHANGE_SUDDEN
+                                   : TCX_SIMULATE_CHANGE_NONE;
   opts->assignment = strcmp(v->assignment, "blocks") == 0
                          ? TCX_SIMULATE_ASSIGN_BLOCKS
                          : TCX_SIMULATE_ASSIGN_RANDOM;
@@ -198,7 +203,8 @@ cleanup:
 }
 
 static int write_attributes(tcx_ctx *ctx, tcx_h5_output *out,
-                            const simulate_values *v)
+                            const simulate_values *v,
+                            const tcx_simulate_options *opts)
 {
   int rc = TCX_OK;
 
@@ -209,7 +215,9 @@ static int write_attributes(tcx_ctx *ctx, tcx_h5_output *out,
   TCX_TRY(tcx_h5_write_attr_int(ctx, out, "periods", v->periods));
   TCX_TRY(tcx_h5_write_attr_int(ctx, out, "train_samples", v->train_samples));
   TCX_TRY(tcx_h5_write_attr_int(ctx, out, "test_samples", v->test_samples));
-  TCX_TRY(tcx_h5_write_attr_string(ctx, out, "change", v->change));
+  TCX_TRY(tcx_h5_write_attr_string(
+      ctx, out, "change",
+      opts->change == TCX_SIMULATE_CHANGE_NONE ? "none" : "sudden"));
   TCX_TRY(tcx_h5_write_attr_string(ctx, out, "assignment", v->assignment));
   TCX_TRY(tcx_h5_write_attr_int(ctx, out, "seed", v->seed));
   TCX_TRY(tcx_h5_write_attr_double(ctx, out, "snr_min", v->snr_min));
@@ -236,7 +244,7 @@ static int run_simulate(tcx_ctx *ctx, void *values)
   TCX_TRY(tcx_partition(ctx, opts.n_vars, tcx_ctx_size(ctx),
                         tcx_ctx_rank(ctx), &col_begin, &n_local));
   TCX_TRY(tcx_h5_create(ctx, v->output, &out));
-  TCX_TRY(write_attributes(ctx, out, v));
+  TCX_TRY(write_attributes(ctx, out, v, &opts));
   TCX_TRY(write_part(ctx, out, &opts, TCX_SIMULATE_TRAIN, col_begin, n_local,
                      NULL));
   TCX_TRY(write_part(ctx, out, &opts, TCX_SIMULATE_TEST, col_begin, n_local,

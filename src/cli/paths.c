@@ -1,0 +1,26 @@
+#include <string.h>
+#include <sys/stat.h>
+
+#include "commands.h"
+
+int tcx_cli_check_distinct(tcx_ctx *ctx, const char *input_flag,
+                           const char *input, const char *output_flag,
+                           const char *output)
+{
+  struct stat input_info, output_info;
+  int same;
+
+  if (!input || !output)
+    return TCX_OK;
+  if (stat(input, &input_info) == 0 && stat(output, &output_info) == 0)
+    same = input_info.st_dev == output_info.st_dev &&
+           input_info.st_ino == output_info.st_ino;
+  else
+    same = strcmp(input, output) == 0;
+  if (same)
+    return tcx_error(ctx, TCX_ERR_USAGE,
+                     "%s %s and %s %s name the same file; writing would "
+                     "destroy the input. Choose another output path",
+                     output_flag, output, input_flag, input);
+  return TCX_OK;
+}
