@@ -1,0 +1,160 @@
+/* Benchmark of T-CorEx on simulated data with a sudden change: whole-fit
+ * seconds, seconds per optimiser step, achieved GFLOP/s and the held-out
+ * NLL next to the true covariance's. Prints a table; asserts nothing.
+ *
+ * Usage: mpirun -n N tcorex_bench_tcorex [--iterations 100] P [P ...]
+ * Settings: nt = 10 periods of 16 samples, m = min(p / 16, 64), l1 = 0.1,
+ * gamma = 0.8, annealing on, initialised from linear CorEx, 500 test rows
+ * per period.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#include "tcorex/block.h"
+#include "tcorex/lowrank.h"
+#include "tcorex/simulate.h"
+#include "tcorex/tcorex.h"
+
+/* Mean over periods of the test NLL under covariances given per period as
+ * factors F_t [m, n_local] and standard deviations. */
+static int mean_nll(tcx_ctx *ctx, const tcx_block *test, int64_t m,
+                    const double *factors, const double *std,
+                    const double *loading, const double *noise_var,
+                    const int32_t *factor_of, int truth, double *nll)
+{
+  const int64_t n_local = test->n_local;
+  double *l = NULL, *d = NULL;
+  int rc = TCX_OK;
+
+  *nll = 0.0;
+  TCX_TRY(tcx_calloc(ctx, m * n_local, sizeof(double), "factor", &l));
+  TCX_TRY(tcx_calloc(ctx, n_local, sizeof(double), "diagonal", &d));
+  for (int t = 0; t < test->n_periods; t++) {
+    const int64_t first = test->period_begin[t];
+    const int64_t rows = test->period_begin[t + 1] - first;
+    double value = 0.0;
+
+    if (truth) {
+      memset(l, 0, (size_t)(m * n_local) * sizeof(double));
+      for (int64_t j = 0; j < n_local; j++) {
+        l[factor_of[t * n_local + j] * n_local + j] = loading[t * n_local + j];
+        d[j] = noise_var[t * n_local + j];
+      }
+    } else {
+      TCX_TRY(tcx_lowrank_from_factors(ctx, m, n_local,
+                                       factors + t * m * n_local,
+                                       std + t * n_local, l, d));
+    }
+    TCX_TRY(tcx_lowrank_nll(ctx, m, n_local, l, d, rows,
+                            test->data + first * n_local, &value));
+    *nll += value / test->n_periods;
+  }
+
+cleanup:
+  free(l);
+  free(d);
+  return rc;
+}
+
+static int bench_one(tcx_ctx *ctx, int64_t p, int64_t iterations)
+{
+  const int size = tcx_ctx_size(ctx), rank = tcx_ctx_rank(ctx);
+  const int64_t m = p / 16 < 64 ? (p / 16 > 0 ? p / 16 : 1) : 64;
+  tcx_simulate_options sim;
+  tcx_tcorex_options options;
+  tcx_tcorex_result result = {0};
+  tcx_block *train = NULL, *test = NULL;
+  double *loading = NULL, *noise_var = NULL;
+  int32_t *factor_of = NULL;
+  int64_t col_begin = 0, n_local = 0;
+  double start, seconds, flops, nll = 0.0, truth_nll = 0.0;
+  double memory, memory_max = 0.0;
+  struct rusage usage;
+  int rc = TCX_OK;
+
+  tcx_simulate_options_default(&sim);
+  sim.n_vars = p;
+  sim.n_factors = m;
+  sim.n_periods = 10;
+  sim.train_rows = 16;
+  sim.test_rows = 500;
+  TCX_TRY(tcx_partition(ctx, p, size, rank, &col_begin, &n_local));
+  TCX_TRY(tcx_simulate_block(ctx, &sim, TCX_SIMULATE_TRAIN, col_begin,
+                             n_local, &train));
+  TCX_TRY(tcx_simulate_block(ctx, &sim, TCX_SIMULATE_TEST, col_begin,
+                             n_local, &test));
+  TCX_TRY(tcx_calloc(ctx, 10 * n_local, sizeof(double), "loadings",
+                     &loading));
+  TCX_TRY(tcx_calloc(ctx, 10 * n_local, sizeof(double), "noise", &noise_var));
+  TCX_TRY(tcx_calloc(ctx, 10 * n_local, sizeof(int32_t), "factors",
+                     &factor_of));
+  for (int t = 0; t < 10; t++)
+    TCX_TRY(tcx_simulate_truth(ctx, &sim, t, col_begin, n_local,
+                               loading + t * n_local, noise_var + t * n_local,
+                               factor_of + t * n_local));
+
+  tcx_tcorex_options_default(&options);
+  options.n_factors = m;
+  options.l1 = 0.1;
+  options.gamma = 0.8;
+  options.max_iter = iterations;
+  MPI_Barrier(tcx_ctx_comm(ctx));
+  start = MPI_Wtime();
+  TCX_TRY(tcx_tcorex_fit(ctx, &options, train, NULL, &result));
+  seconds = MPI_Wtime() - start;
+
+  TCX_TRY(mean_nll(ctx, test, m, result.factors, result.std, NULL, NULL,
+                   NULL, 0, &nll));
+  TCX_TRY(mean_nll(ctx, test, m, NULL, NULL, loading, noise_var, factor_of, 1,
+                   &truth_nll));
+  /* Flop model of one step with whole-series windows: 8 T N p m. */
+  flops = 8.0 * 10 * 160 * (double)p * (double)m * (double)result.iterations;
+  getrusage(RUSAGE_SELF, &usage);
+  memory = (double)usage.ru_maxrss / 1024.0;
+  TCX_TRY_MPI(ctx, MPI_Reduce(&memory, &memory_max, 1, MPI_DOUBLE, MPI_MAX, 0,
+                              tcx_ctx_comm(ctx)));
+  if (rank == 0)
+    printf("%7lld %5d %4lld %6lld %9.2f %9.4f %9.2f %9.3f %9.3f %9.1f\n",
+           (long long)p, size, (long long)m, (long long)result.iterations,
+           seconds, seconds / (double)result.iterations,
+           flops / seconds / 1e9, nll, truth_nll, memory_max);
+
+cleanup:
+  tcx_tcorex_result_free(&result);
+  tcx_block_destroy(&train);
+  tcx_block_destroy(&test);
+  free(loading);
+  free(noise_var);
+  free(factor_of);
+  return rc;
+}
+
+int main(int argc, char **argv)
+{
+  tcx_ctx *ctx = NULL;
+  int64_t iterations = 100;
+  int rc = TCX_OK;
+
+  MPI_Init(&argc, &argv);
+  if (tcx_ctx_create(MPI_COMM_WORLD, &ctx) != TCX_OK)
+    MPI_Abort(MPI_COMM_WORLD, 1);
+  tcx_ctx_set_log_level(ctx, TCX_LOG_ERROR);
+  if (tcx_ctx_rank(ctx) == 0)
+    printf("%7s %5s %4s %6s %9s %9s %9s %9s %9s %9s\n", "p", "ranks", "m",
+           "steps", "fit s", "s/step", "GFLOP/s", "test NLL", "truth",
+           "peak MiB");
+  for (int k = 1; k < argc && rc == TCX_OK; k++) {
+    if (strcmp(argv[k], "--iterations") == 0 && k + 1 < argc)
+      iterations = atoll(argv[++k]);
+    else
+      rc = bench_one(ctx, atoll(argv[k]), iterations);
+  }
+  if (rc != TCX_OK && tcx_ctx_rank(ctx) == 0)
+    fprintf(stderr, "tcorex_bench_tcorex: error: %s\n", tcx_ctx_message(ctx));
+  tcx_ctx_destroy(&ctx);
+  MPI_Finalize();
+  return rc == TCX_OK ? 0 : 1;
+}
