@@ -446,7 +446,7 @@ static void tcorex_simulated_three_rank_counts(void **state)
 static void tcorex_reference_case_nll(void **state)
 {
   cli_fixture *fixture = *state;
-  const char *data = TCX_SHARED_REFERENCE_DIR "/tcorex_sudden_p128.h5";
+  const char *data = TCX_TEST_DATA_DIR "/tcorex_sudden_p128.h5";
   char args[ARGS_MAX], model[512];
   run_output out;
   double nll;

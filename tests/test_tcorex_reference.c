@@ -18,7 +18,7 @@
 
 enum { NT = 10, N_TRAIN = 16, N_TEST = 1000, P = 128, M = 8 };
 
-#define REFERENCE_FILE TCX_SHARED_REFERENCE_DIR "/tcorex_sudden_p128.h5"
+#define REFERENCE_FILE TCX_TEST_DATA_DIR "/tcorex_sudden_p128.h5"
 #define MAX_TEST_NLL 218.0
 
 /* Reads a float64 dataset of count values with serial HDF5. */
