@@ -163,9 +163,9 @@ cleanup:
 }
 
 /* Rescales U on entering a stage at level eps from level previous_eps, using
- * u and U U^T of the end of the previous stage, so that u_j keeps its value.
- * The factor is truncated to 3 decimals, which keeps u_j < 1 under rounding.
- * Local. */
+ * u and U U^T freshly evaluated at the end of the previous stage, so that u_j
+ * keeps its value. The factor is truncated to 3 decimals, which keeps u_j < 1
+ * under rounding. Local. */
 static void tcx_corex_rescale(tcx_corex_work *work, double previous_eps,
                               double eps)
 {
@@ -289,10 +289,10 @@ static int tcx_corex_run_stage(tcx_corex_work *work, tcx_corex_run *run,
     change = fabs(work->now.tc - last_tc);
     tcx_log(ctx, TCX_LOG_DEBUG,
             "corex: stage %d iteration %lld TC %.12g change %.3g slope %.3g "
-            "step %.3g trials %d (%s)",
+            "step %.3g trials %d, fresh %d (u drift %.3g) (%s)",
             run->stage + 1, (long long)run->iteration, work->now.tc, change,
-            info.slope, info.step_length, info.n_trials,
-            tcx_corex_outcome_text(info.outcome));
+            info.slope, info.step_length, info.n_trials, info.n_fresh_trials,
+            info.u_drift, tcx_corex_outcome_text(info.outcome));
     if (info.outcome == TCX_COREX_STEP_NO_DESCENT)
       tcx_log(ctx, TCX_LOG_WARNING,
               "corex: stage %d iteration %lld: no ascent direction (slope "
@@ -465,8 +465,13 @@ static int tcx_corex_anneal(tcx_corex_work *work, tcx_corex_run *run,
     const double eps = tcx_corex_stage_eps(run, run->stage);
     int converged = 0;
 
-    if (run->stage > 0)
+    /* The rescale needs the fresh u and U U^T of the previous stage's last
+     * point, which the stage may have reached incrementally. */
+    if (run->stage > 0) {
+      if (work->steps_since_fresh > 0)
+        TCX_TRY(tcx_corex_evaluate(work, previous_eps));
       tcx_corex_rescale(work, previous_eps, eps);
+    }
     TCX_TRY(tcx_corex_evaluate(work, eps));
     if (!isfinite(work->now.tc)) {
       rc = tcx_corex_stage_breakdown(work->ctx, run, eps, work->now.tc,
