@@ -27,6 +27,10 @@
 /* The line search gives up below min(tol, this step length). */
 #define TCX_COREX_MIN_STEP 1e-10
 
+/* A standardised variable has second moment 1 up to rounding. The
+ * breakdown message calls the input unstandardised above 1 + this. */
+#define TCX_COREX_SECOND_MOMENT_SLACK 1e-6
+
 /* Seconds between two progress lines. */
 #define TCX_COREX_PROGRESS_INTERVAL 1.0
 
@@ -163,9 +167,9 @@ cleanup:
 }
 
 /* Rescales U on entering a stage at level eps from level previous_eps, using
- * u and U U^T of the end of the previous stage, so that u_j keeps its value.
- * The factor is truncated to 3 decimals, which keeps u_j < 1 under rounding.
- * Local. */
+ * u and U U^T freshly evaluated at the end of the previous stage, so that u_j
+ * keeps its value. The factor is truncated to 3 decimals, which keeps u_j < 1
+ * under rounding. Local. */
 static void tcx_corex_rescale(tcx_corex_work *work, double previous_eps,
                               double eps)
 {
@@ -256,6 +260,55 @@ static const char *tcx_corex_outcome_text(tcx_corex_step_outcome outcome)
   }
 }
 
+/* Stores the error for a fit that broke down. The text what names the place
+ * and the offending value, and the message adds the iterations so far, the
+ * last objective and what to try. The advice depends on whether the input
+ * is standardised, so the largest second moment of a variable is reduced
+ * over the ranks (one reduction of 1 double). Collective. */
+static int tcx_corex_breakdown(tcx_corex_work *work, const char *what,
+                               const tcx_corex_result *result)
+{
+  const int64_t n = work->n, n_local = work->n_local;
+  char progress[96] = "before the first iteration";
+  double largest = 0.0;
+  int rc = TCX_OK;
+
+  for (int64_t i = 0; i < n_local; i++) {
+    double second_moment = 0.0;
+
+    for (int64_t row = 0; row < n; row++)
+      second_moment += work->x[row * n_local + i] * work->x[row * n_local + i];
+    largest = fmax(largest, second_moment / (double)n);
+  }
+  TCX_TRY_MPI(work->ctx,
+              MPI_Allreduce(MPI_IN_PLACE, &largest, 1, MPI_DOUBLE, MPI_MAX,
+                            tcx_ctx_comm(work->ctx)));
+  if (result->n_history > 0)
+    snprintf(progress, sizeof(progress),
+             "after %lld iterations (last objective TC = %.10g)",
+             (long long)result->n_history,
+             result->history[result->n_history - 1]);
+  if (largest > 1.0 + TCX_COREX_SECOND_MOMENT_SLACK)
+    rc = tcx_error(work->ctx, TCX_ERR_NUMERIC,
+                   "linear CorEx broke down %s, %s. The input is not "
+                   "standardised: a variable has second moment %g, above 1. "
+                   "Standardise every variable (the standard preprocessing "
+                   "does)",
+                   what, progress, largest);
+  else
+    rc = tcx_error(work->ctx, TCX_ERR_NUMERIC,
+                   "linear CorEx broke down %s, %s. The input is "
+                   "standardised, so this is a numerical failure of the fit "
+                   "(near-duplicate variables can cause it): try fewer "
+                   "factors or no annealing (--no-anneal), and if it "
+                   "persists, report it as a bug with the data dimensions "
+                   "and options",
+                   what, progress);
+
+cleanup:
+  return rc;
+}
+
 /* Runs one annealing stage at level eps from the current moments. Sets
  * *converged when the stage stopped before max_iter. Collective. */
 static int tcx_corex_run_stage(tcx_corex_work *work, tcx_corex_run *run,
@@ -277,22 +330,26 @@ static int tcx_corex_run_stage(tcx_corex_work *work, tcx_corex_run *run,
     double change;
 
     TCX_TRY(tcx_corex_step(work, min_step, &info));
-    TCX_CHECK(info.outcome != TCX_COREX_STEP_BREAKDOWN, ctx, TCX_ERR_NUMERIC,
-              "linear CorEx broke down in annealing stage %d (eps %g), "
-              "iteration %lld: the gradient slope is %g; the last objective "
-              "(TC) was %.10g. Check the input for constant or duplicated "
-              "variables, or standardise it",
-              run->stage + 1, eps, (long long)run->iteration, info.slope,
-              last_tc);
+    if (info.outcome == TCX_COREX_STEP_BREAKDOWN) {
+      char what[160];
+
+      snprintf(what, sizeof(what),
+               "in annealing stage %d of %d (eps %g) at iteration %lld: the "
+               "gradient slope is %g",
+               run->stage + 1, run->n_stages, eps, (long long)run->iteration,
+               info.slope);
+      rc = tcx_corex_breakdown(work, what, result);
+      goto cleanup;
+    }
     TCX_TRY(tcx_corex_record(ctx, run, work->now.tc, result));
     result->trials += info.n_trials;
     change = fabs(work->now.tc - last_tc);
     tcx_log(ctx, TCX_LOG_DEBUG,
             "corex: stage %d iteration %lld TC %.12g change %.3g slope %.3g "
-            "step %.3g trials %d (%s)",
+            "step %.3g trials %d, fresh %d (u drift %.3g) (%s)",
             run->stage + 1, (long long)run->iteration, work->now.tc, change,
-            info.slope, info.step_length, info.n_trials,
-            tcx_corex_outcome_text(info.outcome));
+            info.slope, info.step_length, info.n_trials, info.n_fresh_trials,
+            info.u_drift, tcx_corex_outcome_text(info.outcome));
     if (info.outcome == TCX_COREX_STEP_NO_DESCENT)
       tcx_log(ctx, TCX_LOG_WARNING,
               "corex: stage %d iteration %lld: no ascent direction (slope "
@@ -373,6 +430,15 @@ static int tcx_corex_finalize(tcx_corex_work *work, tcx_corex_result *result)
   TCX_TRY(tcx_ctx_agree(work->ctx, status));
 
   TCX_TRY(tcx_corex_evaluate(work, 0.0));
+  if (!isfinite(work->now.tc)) {
+    char what[96];
+
+    snprintf(what, sizeof(what),
+             "in the final evaluation (eps 0): the objective is %g",
+             work->now.tc);
+    rc = tcx_corex_breakdown(work, what, result);
+    goto cleanup;
+  }
   for (int64_t j = 0; j < m; j++) {
     const double *rho = work->now.rho + j * n_local;
 
@@ -433,26 +499,6 @@ cleanup:
   return rc;
 }
 
-/* Stores the error for a non-finite objective on entering a stage. */
-static int tcx_corex_stage_breakdown(tcx_ctx *ctx, const tcx_corex_run *run,
-                                     double eps, double tc,
-                                     const tcx_corex_result *result)
-{
-  char last[64] = "none (no iteration ran)";
-
-  if (result->n_history > 0)
-    snprintf(last, sizeof(last), "%.10g",
-             result->history[result->n_history - 1]);
-  return tcx_error(ctx, TCX_ERR_NUMERIC,
-                   "linear CorEx broke down entering annealing stage %d "
-                   "(eps %g) after %lld iterations: the objective is %g, "
-                   "and the last objective (TC) was %s. The input must be "
-                   "standardised (unit variance per variable); use the "
-                   "standard preprocessing if it is not",
-                   run->stage + 1, eps, (long long)result->n_history, tc,
-                   last);
-}
-
 /* Runs every annealing stage from the initialised weights. Collective. */
 static int tcx_corex_anneal(tcx_corex_work *work, tcx_corex_run *run,
                             tcx_corex_result *result)
@@ -465,12 +511,23 @@ static int tcx_corex_anneal(tcx_corex_work *work, tcx_corex_run *run,
     const double eps = tcx_corex_stage_eps(run, run->stage);
     int converged = 0;
 
-    if (run->stage > 0)
+    /* The rescale needs the fresh u and U U^T of the previous stage's last
+     * point, which the stage may have reached incrementally. */
+    if (run->stage > 0) {
+      if (work->steps_since_fresh > 0)
+        TCX_TRY(tcx_corex_evaluate(work, previous_eps));
       tcx_corex_rescale(work, previous_eps, eps);
+    }
     TCX_TRY(tcx_corex_evaluate(work, eps));
     if (!isfinite(work->now.tc)) {
-      rc = tcx_corex_stage_breakdown(work->ctx, run, eps, work->now.tc,
-                                     result);
+      char what[160];
+
+      snprintf(what, sizeof(what),
+               "entering annealing stage %d of %d (eps %g): the objective of "
+               "the %s weights is %g",
+               run->stage + 1, run->n_stages, eps,
+               run->stage > 0 ? "rescaled" : "initial", work->now.tc);
+      rc = tcx_corex_breakdown(work, what, result);
       goto cleanup;
     }
     TCX_TRY(tcx_corex_run_stage(work, run, eps, result, &converged));

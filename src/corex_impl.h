@@ -11,6 +11,12 @@
 
 #include "tcorex/ctx.h"
 
+/* Defaults of tcx_corex_work.refresh_interval, refresh_margin and
+ * refresh_growth. */
+#define TCX_COREX_REFRESH_INTERVAL 50
+#define TCX_COREX_REFRESH_MARGIN 1e-6
+#define TCX_COREX_REFRESH_GROWTH 100.0
+
 /* The moments of one weight matrix U at one annealing level. */
 typedef struct tcx_corex_moments {
   /* Local, m x n_local. */
@@ -42,6 +48,9 @@ typedef struct tcx_corex_step_info {
   double step_length; /* eta of the accepted trial, else the last one tried */
   double slope;       /* <grad(-TC), d> */
   int n_trials;       /* trials that needed a reduction */
+  int n_fresh_trials; /* trials evaluated from scratch (among n_trials) */
+  /* max_j |u_j carried - u_j fresh| at the last fresh trial; NaN if none. */
+  double u_drift;
 } tcx_corex_step_info;
 
 /* Work space of one fit on one rank. */
@@ -57,9 +66,23 @@ typedef struct tcx_corex_work {
   tcx_corex_moments now;
   tcx_corex_moments trial;
 
+  /* Fresh evaluation of line-search trials (corex_step.c). A trial is
+   * evaluated from scratch instead of incrementally when it would be the
+   * refresh_interval-th accepted point since the last fresh evaluation,
+   * when some u_j > 1 - refresh_margin, or when the bound on the growth of
+   * carried errors since then would exceed refresh_growth. Set by
+   * tcx_corex_work_create; tests may change them. */
+  int64_t refresh_interval;
+  double refresh_margin;
+  double refresh_growth;
+  int64_t steps_since_fresh; /* accepted incremental steps since then */
+  double carried_growth;     /* product of max_j |1 + eta e_j| since then */
+
   /* Scratch of the iteration. */
   double *direction;       /* g, then the step d; local, m x n_local */
   double *direction_sigma; /* d Sigma_eps; local, m x n_local */
+  int direction_sigma_ready;
+  double *trial_weights;   /* U + eta d of a fresh trial; local */
   double *scaled;          /* rho_tilde / sqrt(1 + Delta); local */
   double *column_scratch;  /* n_local */
   double *column_scratch2; /* n_local */
@@ -67,7 +90,8 @@ typedef struct tcx_corex_work {
   double *x_direction;     /* x d^T, replicated, n x m */
   double *cross_gram;      /* d U^T, replicated, m x m */
   double *direction_gram;  /* d d^T, replicated, m x m */
-  double *coefficient;     /* c_j = 2 b_j / (2 - r_j), m */
+  double *coefficient;     /* e_j = r_j c_j - 1, c_j = 2 b_j / (2 - r_j), m */
+  double *carried_u;       /* carried u of a fresh trial, m */
 } tcx_corex_work;
 
 /* Allocates the work space of a fit over x (borrowed, n x n_local). Not
@@ -83,13 +107,35 @@ void tcx_corex_work_destroy(tcx_corex_work **work);
 int tcx_corex_allreduce(tcx_ctx *ctx, double *buffer, int64_t count);
 
 /* Computes all moments of work->weights at annealing level eps from scratch
- * into work->now (two reductions: n m + m^2 and m^2 + 1 doubles). No validity
- * test: with some u_j >= 1 the objective is NaN. Collective. */
+ * into work->now (two reductions: n m + m^2 and m^2 + 1 doubles) and resets
+ * work->steps_since_fresh. No validity test: with some u_j >= 1 the
+ * objective is NaN. Collective. */
 int tcx_corex_evaluate(tcx_corex_work *work, double eps);
+
+/* Sums the projections x W^T (n x m) and the upper triangle of W W^T
+ * (m x m) of weights W (local, m x n_local) over the ranks into
+ * work->reduce (one reduction of n m + m^2 doubles). Collective. */
+int tcx_corex_reduce_projections(tcx_corex_work *work, const double *weights);
+
+/* Copies the reduced projections from work->reduce into moments->y and
+ * moments->gram and computes u and ry at level work->eps. No
+ * communication. */
+void tcx_corex_take_projections(tcx_corex_work *work,
+                                tcx_corex_moments *moments);
+
+/* Completes moments whose y, gram, u and ry are set for the weights they
+ * belong to: rho from scratch, the local terms, then H and TC (one reduction
+ * of m^2 + 1 doubles). Collective. */
+int tcx_corex_finish_evaluation(tcx_corex_work *work, const double *weights,
+                                tcx_corex_moments *moments);
 
 /* Writes the factor g of the gradient (grad(-TC) = g Sigma_eps) of the
  * current moments into work->direction. Local. */
 void tcx_corex_gradient_factor(tcx_corex_work *work);
+
+/* Writes g - U / r (rows scaled by 1 / r_j, r_j = 1 - u_j), the gradient
+ * factor without its weight term, into work->direction. Local. */
+void tcx_corex_gradient_remainder(tcx_corex_work *work);
 
 /* Computes u and ry of moments from its y and gram at level work->eps.
  * Replicated, no communication. */
@@ -117,7 +163,8 @@ void tcx_corex_symmetrize(int64_t m, const double *upper, double *full);
 /* Takes one quasi-Newton iteration with backtracking line search from
  * work->now at level work->eps. On TCX_COREX_STEP_MOVED, work->weights and
  * work->now hold the accepted point. The step length stops at min_step.
- * Reductions: n m + 3 m^2 doubles once, m^2 + 1 per trial. Collective. */
+ * Reductions: n m + 3 m^2 doubles once, m^2 + 1 per trial, and n m + m^2
+ * more per fresh trial. Collective. */
 int tcx_corex_step(tcx_corex_work *work, double min_step,
                    tcx_corex_step_info *info);
 

@@ -75,7 +75,13 @@ int tcx_corex_work_create(tcx_ctx *ctx, const double *x, int64_t n,
   w->n = n;
   w->n_local = n_local;
   w->m = m;
+  w->refresh_interval = TCX_COREX_REFRESH_INTERVAL;
+  w->refresh_margin = TCX_COREX_REFRESH_MARGIN;
+  w->refresh_growth = TCX_COREX_REFRESH_GROWTH;
+  w->carried_growth = 1.0;
   TCX_TRY(tcx_corex_alloc(ctx, m * n_local, "CorEx weights", &w->weights));
+  TCX_TRY(tcx_corex_alloc(ctx, m * n_local, "CorEx trial weights",
+                          &w->trial_weights));
   TCX_TRY(tcx_corex_moments_alloc(ctx, n, n_local, m, &w->now));
   TCX_TRY(tcx_corex_moments_alloc(ctx, n, n_local, m, &w->trial));
   TCX_TRY(tcx_corex_alloc(ctx, m * n_local, "CorEx step", &w->direction));
@@ -96,6 +102,7 @@ int tcx_corex_work_create(tcx_ctx *ctx, const double *x, int64_t n,
                           &w->direction_gram));
   TCX_TRY(tcx_corex_alloc(ctx, m, "CorEx step coefficients",
                           &w->coefficient));
+  TCX_TRY(tcx_corex_alloc(ctx, m, "CorEx carried u", &w->carried_u));
   *work = w;
   w = NULL;
 
@@ -112,6 +119,7 @@ void tcx_corex_work_destroy(tcx_corex_work **work)
     return;
   w = *work;
   free(w->weights);
+  free(w->trial_weights);
   tcx_corex_moments_free(&w->now);
   tcx_corex_moments_free(&w->trial);
   free(w->direction);
@@ -124,6 +132,7 @@ void tcx_corex_work_destroy(tcx_corex_work **work)
   free(w->cross_gram);
   free(w->direction_gram);
   free(w->coefficient);
+  free(w->carried_u);
   free(w);
   *work = NULL;
 }
@@ -252,36 +261,45 @@ void tcx_corex_finish_objective(const tcx_corex_work *work,
   moments->tc = tc;
 }
 
-int tcx_corex_evaluate(tcx_corex_work *work, double eps)
+int tcx_corex_reduce_projections(tcx_corex_work *work, const double *weights)
 {
   const int64_t n = work->n, n_local = work->n_local, m = work->m;
-  const double noise = eps * eps;
+  double *buffer = work->reduce;
+
+  cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)m,
+              (int)n_local, 1.0, work->x, (int)n_local, weights, (int)n_local,
+              0.0, buffer, (int)m);
+  cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, (int)m, (int)n_local,
+              1.0, weights, (int)n_local, 0.0, buffer + n * m, (int)m);
+  return tcx_corex_allreduce(work->ctx, buffer, n * m + m * m);
+}
+
+void tcx_corex_take_projections(tcx_corex_work *work,
+                                tcx_corex_moments *moments)
+{
+  const int64_t n = work->n, m = work->m;
+
+  memcpy(moments->y, work->reduce, (size_t)(n * m) * sizeof(double));
+  tcx_corex_symmetrize(m, work->reduce + n * m, moments->gram);
+  tcx_corex_replicated_moments(work, moments);
+}
+
+int tcx_corex_finish_evaluation(tcx_corex_work *work, const double *weights,
+                                tcx_corex_moments *moments)
+{
+  const int64_t n = work->n, n_local = work->n_local, m = work->m;
+  const double noise = work->eps * work->eps;
   const double signal = 1.0 - noise;
-  tcx_corex_moments *moments = &work->now;
   double *buffer = work->reduce;
   int rc = TCX_OK;
 
-  work->eps = eps;
-
-  /* Reduction 1: Y = x U^T (n x m) and the upper triangle of U U^T. */
-  cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)m,
-              (int)n_local, 1.0, work->x, (int)n_local, work->weights,
-              (int)n_local, 0.0, buffer, (int)m);
-  cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, (int)m, (int)n_local,
-              1.0, work->weights, (int)n_local, 0.0, buffer + n * m, (int)m);
-  TCX_TRY(tcx_corex_allreduce(work->ctx, buffer, n * m + m * m));
-  memcpy(moments->y, buffer, (size_t)(n * m) * sizeof(double));
-  tcx_corex_symmetrize(m, buffer + n * m, moments->gram);
-  tcx_corex_replicated_moments(work, moments);
-
   /* rho = (1 - eps^2) Y^T x / n + eps^2 U, this rank's columns. */
-  memcpy(moments->rho, work->weights,
-         (size_t)(m * n_local) * sizeof(double));
+  memcpy(moments->rho, weights, (size_t)(m * n_local) * sizeof(double));
   cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)m, (int)n_local,
               (int)n, signal / (double)n, moments->y, (int)m, work->x,
               (int)n_local, noise, moments->rho, (int)n_local);
 
-  /* Reduction 2: H and the per-variable part of TC. */
+  /* H and the per-variable part of TC. */
   buffer[m * m] = tcx_corex_local_terms(work, moments, buffer);
   TCX_TRY(tcx_corex_allreduce(work->ctx, buffer, m * m + 1));
   tcx_corex_finish_objective(work, buffer, moments);
@@ -290,7 +308,22 @@ cleanup:
   return rc;
 }
 
-void tcx_corex_gradient_factor(tcx_corex_work *work)
+int tcx_corex_evaluate(tcx_corex_work *work, double eps)
+{
+  int rc = TCX_OK;
+
+  work->eps = eps;
+  TCX_TRY(tcx_corex_reduce_projections(work, work->weights));
+  tcx_corex_take_projections(work, &work->now);
+  TCX_TRY(tcx_corex_finish_evaluation(work, work->weights, &work->now));
+  work->steps_since_fresh = 0;
+  work->carried_growth = 1.0;
+
+cleanup:
+  return rc;
+}
+
+void tcx_corex_gradient_remainder(tcx_corex_work *work)
 {
   const int64_t n_local = work->n_local, m = work->m;
   const tcx_corex_moments *moments = &work->now;
@@ -302,11 +335,9 @@ void tcx_corex_gradient_factor(tcx_corex_work *work)
     inverse_delta[i] = 1.0 / (1.0 + moments->delta[i]);
   }
 
-  /* g = U / r - 2 a rho~ / (1 + S) + a^2 ((1 + rho^2) Q - 2 rho S) / (1 + Delta)
-   *     + H U, with r_j = 1 - u_j and a = 1 / (1 - rho^2). */
+  /* g - U / r = - 2 a rho~ / (1 + S) + a^2 ((1 + rho^2) Q - 2 rho S) /
+   * (1 + Delta) + H U, with a = 1 / (1 - rho^2). */
   for (int64_t j = 0; j < m; j++) {
-    const double inverse_r = 1.0 / (1.0 - moments->u[j]);
-    const double *weights = work->weights + j * n_local;
     const double *rho = moments->rho + j * n_local;
     const double *rho_tilde = moments->rho_tilde + j * n_local;
     const double *q = moments->q + j * n_local;
@@ -316,8 +347,7 @@ void tcx_corex_gradient_factor(tcx_corex_work *work)
       const double rho2 = rho[i] * rho[i];
       const double a = 1.0 / (1.0 - rho2);
 
-      g[i] = weights[i] * inverse_r -
-             2.0 * a * rho_tilde[i] * inverse_s[i] +
+      g[i] = -2.0 * a * rho_tilde[i] * inverse_s[i] +
              a * a * ((1.0 + rho2) * q[i] - 2.0 * rho[i] * moments->s[i]) *
                  inverse_delta[i];
     }
@@ -325,6 +355,18 @@ void tcx_corex_gradient_factor(tcx_corex_work *work)
   cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m,
               (int)n_local, (int)m, 1.0, moments->h, (int)m, work->weights,
               (int)n_local, 1.0, work->direction, (int)n_local);
+}
+
+void tcx_corex_gradient_factor(tcx_corex_work *work)
+{
+  const int64_t n_local = work->n_local, m = work->m;
+
+  /* g = U / r + (g - U / r), with r_j = 1 - u_j. */
+  tcx_corex_gradient_remainder(work);
+  for (int64_t j = 0; j < m; j++)
+    cblas_daxpy((int)n_local, 1.0 / (1.0 - work->now.u[j]),
+                work->weights + j * n_local, 1, work->direction + j * n_local,
+                1);
 }
 
 int tcx_corex_objective_gradient(tcx_ctx *ctx, const double *x, int64_t n,

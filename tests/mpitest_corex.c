@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../src/corex_impl.h"
 #include "tcorex/block.h"
 #include "tcorex/corex.h"
 #include "tcorex/prep.h"
@@ -216,10 +217,10 @@ static int slice_matches(const double *actual, const double *reference,
   return 1;
 }
 
-/* Fits full (n x p) on the world communicator and compares every output
- * with the single-process fit. */
-static void check_rank_invariance(const double *full, int64_t n, int64_t p,
-                                  const tcx_corex_options *options)
+/* Fits full (n x p) on the world communicator, compares every output with
+ * the single-process fit and returns the number of iterations. */
+static int64_t check_rank_invariance(const double *full, int64_t n, int64_t p,
+                                     const tcx_corex_options *options)
 {
   tcx_ctx *ctx = tcx_test_ctx();
   const int64_t m = options->n_factors;
@@ -228,6 +229,7 @@ static void check_rank_invariance(const double *full, int64_t n, int64_t p,
   int64_t begin = 0, n_local = 0;
   double *x;
   int clusters_equal = 1, history_equal = 1;
+  int64_t iterations;
 
   assert_int_equal(tcx_partition(ctx, p, tcx_ctx_size(ctx),
                                  tcx_ctx_rank(ctx), &begin, &n_local),
@@ -273,9 +275,11 @@ static void check_rank_invariance(const double *full, int64_t n, int64_t p,
     clusters_equal &= result.clusters[i] == reference.clusters[begin + i];
   assert_true(tcx_test_all_ok(clusters_equal, "clusters"));
 
+  iterations = result.iterations;
   tcx_corex_result_free(&result);
   reference_free(&reference);
   free(x);
+  return iterations;
 }
 
 /* p = 37 is split unevenly by 2, 3 and 4 ranks. */
@@ -416,9 +420,29 @@ static void corex_rejects_nan_on_one_rank(void **state)
   free(full);
 }
 
+/* Without annealing the fit runs longer than the refresh interval of the
+ * line search, so the decisions to evaluate a trial from scratch and the
+ * fresh trials themselves must agree across rank counts. p = 203 is split
+ * unevenly by 2, 3 and 4 ranks. */
+static void corex_rank_invariant_fresh_trials(void **state)
+{
+  const int64_t n = 20, p = 203;
+  tcx_corex_options options;
+  double *full = planted_data(n, p, 3, 707);
+
+  (void)state;
+  tcx_corex_options_default(&options);
+  options.n_factors = 3;
+  options.anneal = 0;
+  assert_true(check_rank_invariance(full, n, p, &options) >
+              TCX_COREX_REFRESH_INTERVAL);
+  free(full);
+}
+
 /* Data with variance 10^6 that skip standardisation give correlations
  * above 1 and a NaN objective at the first annealing stage. Every rank
- * must fail with TCX_ERR_NUMERIC and the stage in the message. */
+ * must fail with TCX_ERR_NUMERIC, with the stage and the missing
+ * standardisation in the message. */
 static void corex_unscaled_data_fails(void **state)
 {
   tcx_ctx *ctx = tcx_test_ctx();
@@ -441,7 +465,8 @@ static void corex_unscaled_data_fails(void **state)
                                  &result),
                    TCX_ERR_NUMERIC);
   assert_non_null(strstr(tcx_ctx_message(ctx), "annealing stage 1 "));
-  assert_non_null(strstr(tcx_ctx_message(ctx), "last objective"));
+  assert_non_null(strstr(tcx_ctx_message(ctx), "before the first iteration"));
+  assert_non_null(strstr(tcx_ctx_message(ctx), "not standardised"));
   assert_null(result.u);
   free(x);
   free(full);
@@ -452,6 +477,7 @@ int main(int argc, char **argv)
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(corex_rank_invariant_p37),
       cmocka_unit_test(corex_rank_invariant_chunk128),
+      cmocka_unit_test(corex_rank_invariant_fresh_trials),
       cmocka_unit_test(corex_recovers_planted_clusters),
       cmocka_unit_test(corex_rejects_zero_factors),
       cmocka_unit_test(corex_rejects_nan_on_one_rank),
