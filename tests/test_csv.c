@@ -211,6 +211,80 @@ static void csv_rejects_malformed_tables(void **state)
   expect_csv_error("a,b\n\n", -1, "has no data lines");
 }
 
+/* The folder of a small tmpfs, "" when mounting was not permitted. */
+static char small_disk[256];
+
+/* 256 KiB hold the 3 x 2 table, not the 200 x 200 one (313 KiB). */
+enum { SMALL_DISK_KIB = 256, BIG_SIDE = 200 };
+
+static int mount_small_disk(void **state)
+{
+  *state = tcx_test_mount_small_disk(SMALL_DISK_KIB, small_disk,
+                                     sizeof(small_disk))
+               ? small_disk
+               : NULL;
+  return 0;
+}
+
+static int unmount_small_disk(void **state)
+{
+  (void)state;
+  tcx_test_unmount_small_disk(small_disk);
+  return 0;
+}
+
+/* Checks a failed conversion to out on a full disk: an output error naming
+ * out and the system error, no out.tmp, and out still holding the 3 x 2
+ * table of csv_full_disk_keeps_old_file. */
+static void check_full_disk_error(tcx_ctx *ctx, int rc, const char *out)
+{
+  const double expected[6] = {1, 2, 3, 4, 5, 6};
+  char temp[320];
+  double *values;
+
+  snprintf(temp, sizeof(temp), "%s.tmp", out);
+  if (!strstr(tcx_ctx_message(ctx), "No space left on device (errno 28)"))
+    fprintf(stderr, "message: %s\n", tcx_ctx_message(ctx));
+  assert_int_equal(rc, TCX_ERR_OUTPUT);
+  assert_non_null(strstr(tcx_ctx_message(ctx), out));
+  assert_non_null(
+      strstr(tcx_ctx_message(ctx), "No space left on device (errno 28)"));
+  assert_non_null(strstr(tcx_ctx_message(ctx), "free space"));
+  assert_false(file_exists(temp));
+  values = read_data(out, 3, 2);
+  check_values(values, expected, 6);
+  free(values);
+  assert_int_equal(H5Fget_obj_count(H5F_OBJ_ALL, H5F_OBJ_ALL), 0);
+}
+
+/* A table too large for the disk, then a disk full before the output is
+ * created: both fail with an output error and keep the old output. */
+static void csv_full_disk_keeps_old_file(void **state)
+{
+  tcx_ctx *ctx = tcx_test_ctx();
+  char small[256], big[256], out[320];
+  FILE *file;
+
+  if (!*state)
+    skip();
+  snprintf(out, sizeof(out), "%s/table.h5", (const char *)*state);
+  write_text("1,2\n3,4\n5,6\n", small, sizeof(small));
+  tcx_test_temp_path(".csv", big, sizeof(big));
+  file = fopen(big, "w");
+  assert_non_null(file);
+  for (int r = 0; r < BIG_SIDE; r++)
+    for (int c = 0; c < BIG_SIDE; c++)
+      fprintf(file, "%d.25%c", r * BIG_SIDE + c, c + 1 < BIG_SIDE ? ',' : '\n');
+  assert_int_equal(fclose(file), 0);
+
+  assert_int_equal(tcx_csv_convert(ctx, small, out, 0), TCX_OK);
+  check_full_disk_error(ctx, tcx_csv_convert(ctx, big, out, 0), out);
+  assert_true(tcx_test_fill_disk(*state));
+  check_full_disk_error(ctx, tcx_csv_convert(ctx, small, out, 0), out);
+  unlink(small);
+  unlink(big);
+}
+
 static void csv_missing_file(void **state)
 {
   tcx_ctx *ctx = tcx_test_ctx();
@@ -246,6 +320,8 @@ int main(int argc, char **argv)
       cmocka_unit_test(csv_bad_field_names_line_column),
       cmocka_unit_test(csv_rejects_malformed_tables),
       cmocka_unit_test(csv_missing_file),
+      cmocka_unit_test_setup_teardown(csv_full_disk_keeps_old_file,
+                                      mount_small_disk, unmount_small_disk),
       cmocka_unit_test(hdf5_objects_all_closed),
   };
 
