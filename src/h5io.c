@@ -155,31 +155,30 @@ cleanup:
   return rc;
 }
 
-/* Checks on the calling rank that path is a readable HDF5 file. */
-static int tcx_h5_check_input_file(tcx_ctx *ctx, const char *path)
+int tcx_h5_check_file(tcx_ctx *ctx, const char *path, const char *role,
+                      const char *hint)
 {
   struct stat info;
   htri_t is_hdf5;
   int rc = TCX_OK;
 
+  TCX_TRY(tcx_h5_silence_errors(ctx));
   if (stat(path, &info) != 0) {
     if (errno == ENOENT)
-      return tcx_error(ctx, TCX_ERR_INPUT,
-                       "input file %s not found; check the path", path);
-    return tcx_error(ctx, TCX_ERR_INPUT, "cannot access input file %s: %s",
+      return tcx_error(ctx, TCX_ERR_INPUT, "%s %s not found; check the path",
+                       role, path);
+    return tcx_error(ctx, TCX_ERR_INPUT, "cannot access %s %s: %s", role,
                      path, strerror(errno));
   }
   TCX_CHECK(!S_ISDIR(info.st_mode), ctx, TCX_ERR_INPUT,
-            "input %s is a folder, not an HDF5 file", path);
+            "%s %s is a folder, not an HDF5 file", role, path);
   TCX_CHECK(access(path, R_OK) == 0, ctx, TCX_ERR_INPUT,
-            "input file %s is not readable: %s", path, strerror(errno));
+            "%s %s is not readable: %s", role, path, strerror(errno));
   is_hdf5 = H5Fis_hdf5(path);
   TCX_CHECK(is_hdf5 >= 0, ctx, TCX_ERR_INPUT,
-            "cannot read input file %s: HDF5 failed to inspect it", path);
+            "cannot read %s %s: HDF5 failed to inspect it", role, path);
   TCX_CHECK(is_hdf5 > 0, ctx, TCX_ERR_INPUT,
-            "input file %s is not an HDF5 file; tcorex reads HDF5 and "
-            "converts NIfTI and CSV files to HDF5 first",
-            path);
+            "%s %s is not an HDF5 file; %s", role, path, hint);
 
 cleanup:
   return rc;
@@ -220,7 +219,9 @@ int tcx_h5_open(tcx_ctx *ctx, const char *path, int serial, hid_t *file)
   *file = -1;
   rc = tcx_h5_silence_errors(ctx);
   if (rc == TCX_OK && (serial || tcx_ctx_rank(ctx) == 0))
-    rc = tcx_h5_check_input_file(ctx, path);
+    rc = tcx_h5_check_file(ctx, path, "input file",
+                           "tcorex reads HDF5 and converts NIfTI and CSV "
+                           "files to HDF5 first");
   if (!serial)
     rc = tcx_ctx_agree(ctx, rc);
   if (rc == TCX_OK)

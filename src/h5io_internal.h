@@ -67,6 +67,12 @@ hid_t tcx_h5_memory_type(int type);
 hid_t tcx_h5_file_type(int type);
 
 
+/* Checks on the calling rank that path exists and is a readable HDF5
+ * file. Messages call the file role ("input file", "model file"), and hint
+ * tells what to pass instead of a file that is not HDF5. Not collective. */
+int tcx_h5_check_file(tcx_ctx *ctx, const char *path, const char *role,
+                      const char *hint);
+
 /* Checks that path exists and is an HDF5 file, then opens it read-only.
  * serial = 0: collective, with the MPI-IO driver; every rank gets the same
  * status. serial != 0: on the calling rank alone with the default driver. */

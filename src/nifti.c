@@ -541,6 +541,27 @@ int tcx_nifti_convert(tcx_ctx *ctx, const char *bold_path,
   return tcx_ctx_agree(ctx, rc);
 }
 
+/* Fails unless file has the datasets that tcx_nifti_convert() writes and
+ * the export needs. */
+static int tcx_nifti_check_reference(tcx_ctx *ctx, hid_t file,
+                                     const char *path)
+{
+  static const char *const names[] = {"/grid", "/sform", "/voxel_size",
+                                      "/voxels"};
+  int rc = TCX_OK;
+
+  for (size_t k = 0; k < sizeof(names) / sizeof(names[0]); k++)
+    TCX_CHECK(H5Lexists(file, names[k], H5P_DEFAULT) > 0, ctx,
+              TCX_ERR_INPUT,
+              "reference %s is not a file written by 'tcorex convert "
+              "--nifti': it has no dataset %s. Pass the file that convert "
+              "wrote from the image the model was fitted on",
+              path, names[k]);
+
+cleanup:
+  return rc;
+}
+
 /* Reads the geometry of a converted file, on this rank alone. */
 static int tcx_nifti_read_geometry(tcx_ctx *ctx, hid_t file, const char *path,
                                    tcx_nifti_geometry *geometry)
@@ -608,9 +629,9 @@ static int tcx_nifti_read_voxels(tcx_ctx *ctx, hid_t file, const char *path,
   TCX_CHECK(n_dims == 2 && dims[1] == 3, ctx, TCX_ERR_INPUT,
             "%s: /voxels should have shape [p x 3]", path);
   TCX_CHECK(dims[0] == p, ctx, TCX_ERR_INPUT,
-            "%lld values were given for the %lld voxels of %s; pass one "
-            "value per voxel, in the order of its /voxels dataset",
-            (long long)p, (long long)dims[0], path);
+            "the model has %lld variables but the reference %s has %lld "
+            "voxels; use the converted file the model was fitted on",
+            (long long)p, path, (long long)dims[0]);
   for (int64_t c = 0; c < 3 * p; c++)
     TCX_CHECK((*ijk)[c] >= 0 && (*ijk)[c] < geometry->grid[c % 3], ctx,
               TCX_ERR_INPUT,
@@ -831,7 +852,11 @@ static int tcx_nifti_export_here(tcx_ctx *ctx, const char *reference_h5,
   TCX_CHECK(tcx_nifti_extension_length(out_path) > 0, ctx, TCX_ERR_USAGE,
             "output image %s must end in .nii or .nii.gz", out_path);
   TCX_TRY(tcx_h5_check_output_path(ctx, out_path));
+  TCX_TRY(tcx_h5_check_file(ctx, reference_h5, "reference file",
+                            "pass the file that 'tcorex convert --nifti' "
+                            "wrote"));
   TCX_TRY(tcx_h5_open(ctx, reference_h5, 1, &file));
+  TCX_TRY(tcx_nifti_check_reference(ctx, file, reference_h5));
   TCX_TRY(tcx_nifti_read_geometry(ctx, file, reference_h5, &geometry));
   TCX_TRY(tcx_nifti_read_voxels(ctx, file, reference_h5, &geometry, p, &ijk));
   TCX_TRY(tcx_nifti_build_image(ctx, &geometry, ijk, p, datatype, values,

@@ -334,6 +334,28 @@ static void model_read_rejects_other_files(void **state)
                          "root attribute \"n_periods\" not found"));
 }
 
+/* tcx_model_read names the model file when it is missing or not HDF5. */
+static void model_read_names_model_file(void **state)
+{
+  tcx_ctx *ctx = tcx_test_ctx();
+  tcx_model *model = NULL;
+  const char *text = TCX_SOURCE_DIR "/README.md";
+
+  (void)state;
+  assert_int_equal(tcx_model_read(ctx, "/nonexistent/model.h5", &model),
+                   TCX_ERR_INPUT);
+  assert_null(model);
+  assert_string_equal(tcx_ctx_message(ctx),
+                      "model file /nonexistent/model.h5 not found; check the "
+                      "path");
+  assert_int_equal(tcx_model_read(ctx, text, &model), TCX_ERR_INPUT);
+  assert_null(model);
+  assert_non_null(strstr(tcx_ctx_message(ctx), "model file "));
+  assert_non_null(strstr(tcx_ctx_message(ctx),
+                         "README.md is not an HDF5 file; pass a model file "
+                         "written by 'tcorex fit'"));
+}
+
 /* The folder of a small tmpfs, "" when mounting was not permitted. */
 static char small_disk[256];
 
@@ -402,6 +424,7 @@ int main(int argc, char **argv)
       cmocka_unit_test(model_read_on_other_rank_count),
       cmocka_unit_test(model_attrs_replace_and_limit),
       cmocka_unit_test(model_read_rejects_other_files),
+      cmocka_unit_test(model_read_names_model_file),
       cmocka_unit_test_setup_teardown(model_write_to_full_disk_keeps_old,
                                       mount_small_disk, unmount_small_disk),
   };

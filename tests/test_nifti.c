@@ -537,8 +537,22 @@ static void nifti_export_rejects_bad_requests(void **state)
   assert_int_equal(tcx_nifti_convert(ctx, bold, NULL, converted), TCX_OK);
   assert_int_equal(tcx_nifti_export_labels(ctx, converted, labels, 3, out),
                    TCX_ERR_INPUT);
+  assert_non_null(strstr(tcx_ctx_message(ctx), "the model has 3 variables "
+                                                "but the reference "));
   assert_non_null(strstr(tcx_ctx_message(ctx),
-                         "3 values were given for the 40 voxels"));
+                         " has 40 voxels; use the converted file the model "
+                         "was fitted on"));
+  assert_false(file_exists(out));
+  assert_int_equal(tcx_nifti_export_labels(ctx,
+                                           TCX_TEST_DATA_DIR
+                                           "/corex_chunks_p128.h5",
+                                           labels, 40, out),
+                   TCX_ERR_INPUT);
+  assert_non_null(strstr(tcx_ctx_message(ctx),
+                         "corex_chunks_p128.h5 is not a file written by "
+                         "'tcorex convert --nifti': it has no dataset "
+                         "/grid"));
+  assert_null(strstr(tcx_ctx_message(ctx), "--dataset"));
   assert_false(file_exists(out));
   assert_int_equal(tcx_nifti_export_labels(ctx, converted, labels, 40,
                                            "/tmp/labels.img"),
@@ -547,7 +561,9 @@ static void nifti_export_rejects_bad_requests(void **state)
   assert_int_equal(tcx_nifti_export_labels(ctx, "/nonexistent/ref.h5", labels,
                                            40, out),
                    TCX_ERR_INPUT);
-  assert_non_null(strstr(tcx_ctx_message(ctx), "not found"));
+  assert_string_equal(tcx_ctx_message(ctx),
+                      "reference file /nonexistent/ref.h5 not found; check "
+                      "the path");
   unlink(bold);
   unlink(converted);
 }
