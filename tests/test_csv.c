@@ -211,6 +211,69 @@ static void csv_rejects_malformed_tables(void **state)
   expect_csv_error("a,b\n\n", -1, "has no data lines");
 }
 
+/* Writes length bytes, NUL bytes included, to a new temporary file named
+ * into path. */
+static void write_bytes(const char *bytes, size_t length, char *path,
+                        size_t size)
+{
+  FILE *file;
+
+  tcx_test_temp_path(".csv", path, size);
+  file = fopen(path, "wb");
+  assert_non_null(file);
+  assert_int_equal(fwrite(bytes, 1, length, file), length);
+  assert_int_equal(fclose(file), 0);
+}
+
+static void csv_rejects_binary_input(void **state)
+{
+  static const char nul[] = "a,b\n1,\0\n";
+  static const char gzip[] = "\x1f\x8b\x08\x00\x00\x00";
+  const char *const expected[2] = {
+      "line 2 contains the control byte 0x00, so it is not a text table",
+      "line 1 contains the control byte 0x1f, so it is not a text table"};
+  const char *const bytes[2] = {nul, gzip};
+  const size_t lengths[2] = {sizeof(nul) - 1, sizeof(gzip) - 1};
+  tcx_ctx *ctx = tcx_test_ctx();
+  char csv[256], out[256];
+
+  (void)state;
+  for (int k = 0; k < 2; k++) {
+    write_bytes(bytes[k], lengths[k], csv, sizeof(csv));
+    tcx_test_temp_path(".h5", out, sizeof(out));
+    assert_int_equal(tcx_csv_convert(ctx, csv, out, -1), TCX_ERR_INPUT);
+    if (!strstr(tcx_ctx_message(ctx), expected[k]))
+      fprintf(stderr, "message: %s\n", tcx_ctx_message(ctx));
+    assert_non_null(strstr(tcx_ctx_message(ctx), expected[k]));
+    assert_false(file_exists(out));
+    unlink(csv);
+  }
+}
+
+/* Tables separated by semicolons or tabs fail with a hint; a table with
+ * commas gets none. */
+static void csv_other_separators_get_hint(void **state)
+{
+  tcx_ctx *ctx = tcx_test_ctx();
+  char csv[256], out[256];
+
+  (void)state;
+  expect_csv_error("a;b;c\n1;2;3\n", -1,
+                   "\"1;2;3\" is not a number; write a number, or leave the "
+                   "field empty or write NA for a missing value. The first "
+                   "line has semicolons but no commas: only commas separate "
+                   "fields, so replace the semicolons with commas");
+  expect_csv_error("1\t2\n3\t4\n", 0,
+                   "The first line has tabs but no commas: only commas "
+                   "separate fields, so replace the tabs with commas");
+  write_text("a,b\n1;2,3\n", csv, sizeof(csv));
+  tcx_test_temp_path(".h5", out, sizeof(out));
+  assert_int_equal(tcx_csv_convert(ctx, csv, out, -1), TCX_ERR_INPUT);
+  assert_non_null(strstr(tcx_ctx_message(ctx), "\"1;2\" is not a number"));
+  assert_null(strstr(tcx_ctx_message(ctx), "only commas"));
+  unlink(csv);
+}
+
 /* The folder of a small tmpfs, "" when mounting was not permitted. */
 static char small_disk[256];
 
@@ -320,6 +383,8 @@ int main(int argc, char **argv)
       cmocka_unit_test(csv_bad_field_names_line_column),
       cmocka_unit_test(csv_rejects_malformed_tables),
       cmocka_unit_test(csv_missing_file),
+      cmocka_unit_test(csv_rejects_binary_input),
+      cmocka_unit_test(csv_other_separators_get_hint),
       cmocka_unit_test_setup_teardown(csv_full_disk_keeps_old_file,
                                       mount_small_disk, unmount_small_disk),
       cmocka_unit_test(hdf5_objects_all_closed),
