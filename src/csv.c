@@ -400,9 +400,6 @@ static int tcx_csv_convert_here(tcx_ctx *ctx, const char *csv_path,
             strerror(errno));
   TCX_TRY(tcx_csv_read_table(ctx, file, has_header, &table));
   TCX_TRY(tcx_csv_write(ctx, &table, out_path));
-  tcx_log(ctx, TCX_LOG_PROGRESS,
-          "tcorex: converted %s: %lld rows of %lld columns to %s", csv_path,
-          (long long)table.n_rows, (long long)table.n_cols, out_path);
 
 cleanup:
   if (file)

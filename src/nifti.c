@@ -520,9 +520,6 @@ static int tcx_nifti_convert_here(tcx_ctx *ctx, const char *bold_path,
   TCX_TRY(tcx_nifti_select(ctx, bold, bold_path, mask_path, &selection));
   TCX_TRY(tcx_nifti_write_converted(ctx, out_path, bold, &selection,
                                     bold_path, mask_path));
-  tcx_log(ctx, TCX_LOG_PROGRESS,
-          "tcorex: converted %s: %d volumes of %lld voxels to %s", bold_path,
-          bold->nt, (long long)selection.p, out_path);
 
 cleanup:
   tcx_nifti_selection_free(&selection);

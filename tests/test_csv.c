@@ -1,5 +1,6 @@
 /* CSV conversion: small tables written here, the HDF5 output read back with
  * plain HDF5 calls and compared with the values typed in the table. */
+#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -348,6 +349,41 @@ static void csv_full_disk_keeps_old_file(void **state)
   unlink(big);
 }
 
+/* The library reports no result, even at TCX_LOG_PROGRESS: the program
+ * prints one line for a conversion. */
+static void csv_convert_logs_nothing(void **state)
+{
+  tcx_ctx *ctx = tcx_test_ctx();
+  const int level = tcx_ctx_log_level(ctx);
+  char csv[256], out[256], capture[256];
+  struct stat info;
+  int saved, descriptor, rc;
+
+  (void)state;
+  write_text("a,b\n1,2\n3,4\n", csv, sizeof(csv));
+  tcx_test_temp_path(".h5", out, sizeof(out));
+  tcx_test_temp_path(".stderr", capture, sizeof(capture));
+  tcx_ctx_set_log_level(ctx, TCX_LOG_PROGRESS);
+  fflush(stderr);
+  saved = dup(STDERR_FILENO);
+  descriptor = open(capture, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  assert_true(saved >= 0);
+  assert_true(descriptor >= 0);
+  assert_true(dup2(descriptor, STDERR_FILENO) >= 0);
+  rc = tcx_csv_convert(ctx, csv, out, -1);
+  fflush(stderr);
+  assert_true(dup2(saved, STDERR_FILENO) >= 0);
+  close(saved);
+  close(descriptor);
+  tcx_ctx_set_log_level(ctx, level);
+  assert_int_equal(rc, TCX_OK);
+  assert_int_equal(stat(capture, &info), 0);
+  assert_int_equal(info.st_size, 0);
+  unlink(capture);
+  unlink(csv);
+  unlink(out);
+}
+
 static void csv_missing_file(void **state)
 {
   tcx_ctx *ctx = tcx_test_ctx();
@@ -383,6 +419,7 @@ int main(int argc, char **argv)
       cmocka_unit_test(csv_bad_field_names_line_column),
       cmocka_unit_test(csv_rejects_malformed_tables),
       cmocka_unit_test(csv_missing_file),
+      cmocka_unit_test(csv_convert_logs_nothing),
       cmocka_unit_test(csv_rejects_binary_input),
       cmocka_unit_test(csv_other_separators_get_hint),
       cmocka_unit_test_setup_teardown(csv_full_disk_keeps_old_file,
