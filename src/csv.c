@@ -19,6 +19,7 @@ typedef struct tcx_csv_table {
   double *values;     /* [n_rows, n_cols] */
   int64_t capacity;   /* rows that values has room for */
   char **names;       /* n_cols header names, or NULL without a header */
+  char separator;     /* tab or semicolon of a first line without commas */
 } tcx_csv_table;
 
 /* The fields of one line, pointing into the line's own buffer. */
@@ -223,9 +224,17 @@ static int tcx_csv_parse_field(tcx_ctx *ctx, const tcx_csv_table *table,
   TCX_CHECK(tcx_csv_is_number(field, value), ctx, TCX_ERR_INPUT,
             "%s line %lld, column %lld%s%s%s: \"%s\" is not a number; write "
             "a number, or leave the field empty or write NA for a missing "
-            "value",
+            "value%s",
             table->path, (long long)line, (long long)(c + 1),
-            name ? " (\"" : "", name ? name : "", name ? "\")" : "", field);
+            name ? " (\"" : "", name ? name : "", name ? "\")" : "", field,
+            table->separator == '\t'
+                ? ". The first line has tabs but no commas: only commas "
+                  "separate fields, so replace the tabs with commas"
+            : table->separator == ';'
+                ? ". The first line has semicolons but no commas: only "
+                  "commas separate fields, so replace the semicolons with "
+                  "commas"
+                : "");
   TCX_CHECK(!isinf(*value), ctx, TCX_ERR_INPUT,
             "%s line %lld, column %lld%s%s%s: \"%s\" is infinite or out of "
             "the range of float64; write a finite number or NA",
@@ -270,6 +279,22 @@ static char *tcx_csv_trim_line(char *line, ssize_t length, int64_t number)
   return line;
 }
 
+/* Returns the index of the first byte of line that cannot occur in a text
+ * table (a control character other than tab, carriage return, line feed,
+ * form feed and vertical tab), or -1 when there is none. */
+static ssize_t tcx_csv_find_control(const char *line, ssize_t length)
+{
+  for (ssize_t k = 0; k < length; k++) {
+    const unsigned char c = (unsigned char)line[k];
+    const int blank = c == '\t' || c == '\n' || c == '\r' || c == '\f' ||
+                      c == '\v';
+
+    if ((c < 0x20 && !blank) || c == 0x7f)
+      return k;
+  }
+  return -1;
+}
+
 /* Handles one non-blank line: the header or a data row. */
 static int tcx_csv_take_line(tcx_ctx *ctx, tcx_csv_table *table,
                              const tcx_csv_fields *fields, int64_t number,
@@ -280,6 +305,10 @@ static int tcx_csv_take_line(tcx_ctx *ctx, tcx_csv_table *table,
   if (table->n_cols == 0) {
     table->n_cols = fields->count;
     table->first_line = number;
+    if (fields->count == 1 && strchr(fields->field[0], '\t'))
+      table->separator = '\t';
+    else if (fields->count == 1 && strchr(fields->field[0], ';'))
+      table->separator = ';';
     if (has_header == 1 ||
         (has_header < 0 && tcx_csv_looks_like_header(fields)))
       return tcx_csv_keep_names(ctx, table, fields);
@@ -303,7 +332,16 @@ static int tcx_csv_read_table(tcx_ctx *ctx, FILE *file, int has_header,
 
   errno = 0;
   while ((length = getline(&line, &size, file)) >= 0) {
-    char *text = tcx_csv_trim_line(line, length, ++number);
+    const ssize_t control = tcx_csv_find_control(line, length);
+    char *text;
+
+    TCX_CHECK(control < 0, ctx, TCX_ERR_INPUT,
+              "%s line %lld contains the control byte 0x%02x, so it is not "
+              "a text table (a binary or compressed file?); pass a "
+              "comma-separated text file",
+              table->path, (long long)number + 1,
+              (unsigned)(unsigned char)line[control < 0 ? 0 : control]);
+    text = tcx_csv_trim_line(line, length, ++number);
 
     if (text[strspn(text, " \t")] == '\0')
       continue;
@@ -349,7 +387,7 @@ cleanup:
 static int tcx_csv_convert_here(tcx_ctx *ctx, const char *csv_path,
                                 const char *out_path, int has_header)
 {
-  tcx_csv_table table = {csv_path, 0, 0, 0, NULL, 0, NULL};
+  tcx_csv_table table = {csv_path, 0, 0, 0, NULL, 0, NULL, '\0'};
   FILE *file = NULL;
   int rc = TCX_OK;
 
@@ -362,9 +400,6 @@ static int tcx_csv_convert_here(tcx_ctx *ctx, const char *csv_path,
             strerror(errno));
   TCX_TRY(tcx_csv_read_table(ctx, file, has_header, &table));
   TCX_TRY(tcx_csv_write(ctx, &table, out_path));
-  tcx_log(ctx, TCX_LOG_PROGRESS,
-          "tcorex: converted %s: %lld rows of %lld columns to %s", csv_path,
-          (long long)table.n_rows, (long long)table.n_cols, out_path);
 
 cleanup:
   if (file)

@@ -1,6 +1,7 @@
 /* HDF5 helpers shared by the reading and writing halves of h5io: error
  * handling, file and dataset opening, and batched column transfers. */
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,7 +10,11 @@
 
 #include "h5io_internal.h"
 
-enum { TCX_H5_LISTED_MAX = 12, TCX_H5_LISTING_CHARS = 1024 };
+enum {
+  TCX_H5_LISTED_MAX = 12,
+  TCX_H5_LISTING_CHARS = 1024,
+  TCX_H5_DETAIL_CHARS = 512
+};
 
 int tcx_h5_silence_errors(tcx_ctx *ctx)
 {
@@ -18,6 +23,46 @@ int tcx_h5_silence_errors(tcx_ctx *ctx)
                      "H5Eset_auto2 failed: cannot turn off HDF5 error "
                      "printing; the HDF5 library may be broken");
   return TCX_OK;
+}
+
+/* Keeps the description of the first entry that H5Ewalk2 visits. An
+ * H5E_walk2_t callback: returns 0 to go on. */
+static herr_t tcx_h5_keep_first_error(unsigned n, const H5E_error2_t *entry,
+                                      void *data)
+{
+  char *text = data;
+
+  if (n == 0 && entry->desc)
+    snprintf(text, TCX_H5_DETAIL_CHARS, "%s", entry->desc);
+  return 0;
+}
+
+void tcx_h5_error_detail(char *text, size_t size)
+{
+  char innermost[TCX_H5_DETAIL_CHARS] = "";
+  const char *message, *number;
+
+  if (size == 0)
+    return;
+  text[0] = '\0';
+  if (H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, tcx_h5_keep_first_error,
+               innermost) < 0)
+    return;
+  /* The sec2 driver writes "... errno = 28, error message = 'No space left
+   * on device', ..." together with buffer addresses and offsets. Only the
+   * system error is kept from such a text. */
+  message = strstr(innermost, "error message = '");
+  number = strstr(innermost, "errno = ");
+  if (message && number) {
+    const char *start = message + strlen("error message = '");
+    const char *end = strchr(start, '\'');
+
+    snprintf(text, size, "%.*s, errno %d",
+             (int)(end ? end - start : (ptrdiff_t)strlen(start)), start,
+             atoi(number + strlen("errno = ")));
+    return;
+  }
+  snprintf(text, size, "%s", innermost);
 }
 
 int tcx_h5_close(tcx_ctx *ctx, int rc, hid_t id, const char *path)
@@ -110,31 +155,30 @@ cleanup:
   return rc;
 }
 
-/* Checks on the calling rank that path is a readable HDF5 file. */
-static int tcx_h5_check_input_file(tcx_ctx *ctx, const char *path)
+int tcx_h5_check_file(tcx_ctx *ctx, const char *path, const char *role,
+                      const char *hint)
 {
   struct stat info;
   htri_t is_hdf5;
   int rc = TCX_OK;
 
+  TCX_TRY(tcx_h5_silence_errors(ctx));
   if (stat(path, &info) != 0) {
     if (errno == ENOENT)
-      return tcx_error(ctx, TCX_ERR_INPUT,
-                       "input file %s not found; check the path", path);
-    return tcx_error(ctx, TCX_ERR_INPUT, "cannot access input file %s: %s",
+      return tcx_error(ctx, TCX_ERR_INPUT, "%s %s not found; check the path",
+                       role, path);
+    return tcx_error(ctx, TCX_ERR_INPUT, "cannot access %s %s: %s", role,
                      path, strerror(errno));
   }
   TCX_CHECK(!S_ISDIR(info.st_mode), ctx, TCX_ERR_INPUT,
-            "input %s is a folder, not an HDF5 file", path);
+            "%s %s is a folder, not an HDF5 file", role, path);
   TCX_CHECK(access(path, R_OK) == 0, ctx, TCX_ERR_INPUT,
-            "input file %s is not readable: %s", path, strerror(errno));
+            "%s %s is not readable: %s", role, path, strerror(errno));
   is_hdf5 = H5Fis_hdf5(path);
   TCX_CHECK(is_hdf5 >= 0, ctx, TCX_ERR_INPUT,
-            "cannot read input file %s: HDF5 failed to inspect it", path);
+            "cannot read %s %s: HDF5 failed to inspect it", role, path);
   TCX_CHECK(is_hdf5 > 0, ctx, TCX_ERR_INPUT,
-            "input file %s is not an HDF5 file; tcorex reads HDF5 and "
-            "converts NIfTI and CSV files to HDF5 first",
-            path);
+            "%s %s is not an HDF5 file; %s", role, path, hint);
 
 cleanup:
   return rc;
@@ -175,7 +219,9 @@ int tcx_h5_open(tcx_ctx *ctx, const char *path, int serial, hid_t *file)
   *file = -1;
   rc = tcx_h5_silence_errors(ctx);
   if (rc == TCX_OK && (serial || tcx_ctx_rank(ctx) == 0))
-    rc = tcx_h5_check_input_file(ctx, path);
+    rc = tcx_h5_check_file(ctx, path, "input file",
+                           "tcorex reads HDF5 and converts NIfTI and CSV "
+                           "files to HDF5 first");
   if (!serial)
     rc = tcx_ctx_agree(ctx, rc);
   if (rc == TCX_OK)
@@ -417,10 +463,18 @@ static int tcx_h5_transfer_batch(tcx_ctx *ctx, hid_t dataset, hid_t transfer,
   else
     status = H5Dread(dataset, memory_type, memory_space, file_space,
                      transfer, count > 0 ? batch : &dummy);
-  TCX_CHECK(status >= 0, ctx, write ? TCX_ERR_OUTPUT : TCX_ERR_INPUT,
-            "%s: HDF5 failed to %s columns %lld..%lld of dataset \"%s\"",
-            path, write ? "write" : "read", (long long)col_begin,
-            (long long)(col_begin + n_local - 1), name);
+  if (status < 0) {
+    char detail[256];
+
+    tcx_h5_error_detail(detail, sizeof(detail));
+    rc = tcx_error(ctx, write ? TCX_ERR_OUTPUT : TCX_ERR_INPUT,
+                   "%s: HDF5 failed to %s columns %lld..%lld of dataset "
+                   "\"%s\" (%s)%s",
+                   path, write ? "write" : "read", (long long)col_begin,
+                   (long long)(col_begin + n_local - 1), name, detail,
+                   write ? "; check the free space and quota of its folder"
+                         : "");
+  }
 
 cleanup:
   rc = tcx_h5_close(ctx, rc, memory_space, path);

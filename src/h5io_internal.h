@@ -21,11 +21,24 @@
  * elements of its datatype. */
 #define TCX_H5_TRANSFER_BYTES ((int64_t)256 << 20)
 
+/* Disk space that a parallel output reserves beyond the end of its raw
+ * data, for the metadata that HDF5 allocates later (object headers and the
+ * attributes written after the last dataset). Every output also checks
+ * that this much is free before HDF5 creates the file. tcx_h5_commit()
+ * cuts the file back to its real size. */
+#define TCX_H5_METADATA_ROOM ((int64_t)64 << 10)
+
 struct tcx_h5_output {
   hid_t file;
   hid_t transfer;    /* dataset transfer property list */
   int serial;        /* one rank alone writes, through the sec2 driver */
   int64_t max_transfer_bytes;
+  /* Writer rank only: bytes of temp_path allocated on disk, the end of the
+   * raw data written so far (parallel files), and whether every byte that
+   * HDF5 has allocated lies below reserved. */
+  int64_t reserved;
+  int64_t data_end;
+  int covered;
   char *path;        /* final name */
   char *temp_path;   /* path + ".tmp" */
 };
@@ -41,11 +54,24 @@ int tcx_h5_silence_errors(tcx_ctx *ctx);
  * except that closing a file opened with the MPI-IO driver is. */
 int tcx_h5_close(tcx_ctx *ctx, int rc, hid_t id, const char *path);
 
+/* Copies into text the description of the innermost entry of HDF5's
+ * default error stack, or "" when the stack is empty. For a failed write
+ * the HDF5 file driver usually puts the system error there, with errno.
+ * Call it right after the failed HDF5 call, because the next HDF5 call
+ * clears the stack. Not collective. */
+void tcx_h5_error_detail(char *text, size_t size);
+
 /* Returns the HDF5 memory type and the file type of a TCX_H5_* type code,
  * or a negative id for an unknown code. */
 hid_t tcx_h5_memory_type(int type);
 hid_t tcx_h5_file_type(int type);
 
+
+/* Checks on the calling rank that path exists and is a readable HDF5
+ * file. Messages call the file role ("input file", "model file"), and hint
+ * tells what to pass instead of a file that is not HDF5. Not collective. */
+int tcx_h5_check_file(tcx_ctx *ctx, const char *path, const char *role,
+                      const char *hint);
 
 /* Checks that path exists and is an HDF5 file, then opens it read-only.
  * serial = 0: collective, with the MPI-IO driver; every rank gets the same
@@ -110,6 +136,27 @@ int tcx_h5_get_attr_string(tcx_ctx *ctx, hid_t file, const char *path,
  * whatever its rank number. The converters use it on rank 0. */
 int tcx_h5_create_serial(tcx_ctx *ctx, const char *path,
                          tcx_h5_output **out);
+
+/* Creates temp_path and allocates TCX_H5_METADATA_ROOM bytes of disk for
+ * it, so that a full disk fails before HDF5 creates the file. Deletes the
+ * file again on failure. Writer rank only. Not collective. */
+int tcx_h5_probe_space(tcx_ctx *ctx, tcx_h5_output *out);
+
+/* Allocates the disk blocks of out's temporary file up to the end of what
+ * HDF5 has allocated so far, plus extra bytes for what comes next, plus
+ * TCX_H5_METADATA_ROOM (see h5io_space.c for why). dataset, when not
+ * negative, was just created and its raw data counts. Fails with
+ * TCX_ERR_OUTPUT and the system error when the disk or quota is full.
+ * Writer rank only. Not collective. */
+int tcx_h5_reserve_space(tcx_ctx *ctx, tcx_h5_output *out, hid_t dataset,
+                         const char *name, int64_t extra);
+
+/* Returns an estimate of the file space a new dataset takes: its raw
+ * data, in whole chunks when chunk is not NULL, its object header and its
+ * chunk index. A larger dataset is still covered, by the reservation that
+ * follows its creation. */
+int64_t tcx_h5_dataset_bytes(int n_dims, const int64_t *dims, size_t element,
+                             const hsize_t *chunk);
 
 /* Flushes temp_path to disk and renames it to path, replacing an old file.
  * Not collective. */

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "h5io_internal.h"
@@ -86,10 +87,17 @@ static int tcx_h5_output_open(tcx_ctx *ctx, tcx_h5_output *out)
               out->path);
   out->file =
       H5Fcreate(out->temp_path, H5F_ACC_TRUNC, H5P_DEFAULT, access_list);
-  TCX_CHECK(out->file >= 0, ctx, TCX_ERR_OUTPUT,
-            "HDF5 cannot create %s; check the free space and quota of its "
-            "folder and that no other program has the file open",
-            out->temp_path);
+  if (out->file < 0) {
+    char detail[256];
+
+    tcx_h5_error_detail(detail, sizeof(detail));
+    rc = tcx_error(ctx, TCX_ERR_OUTPUT,
+                   "HDF5 cannot create %s (%s); check the free space and "
+                   "quota of its folder and that no other program has the "
+                   "file open",
+                   out->temp_path, detail);
+    goto cleanup;
+  }
   TCX_TRY(tcx_h5_create_transfer(ctx, out->serial, out->temp_path,
                                  &out->transfer));
 
@@ -97,17 +105,41 @@ cleanup:
   return tcx_h5_close(ctx, rc, access_list, out->path);
 }
 
+/* Reserves disk space on the writer rank (see tcx_h5_reserve_space()),
+ * then agrees. Collective unless serial. */
+static int tcx_h5_reserve_and_agree(tcx_ctx *ctx, tcx_h5_output *out,
+                                    hid_t dataset, const char *name,
+                                    int64_t extra, int rc)
+{
+  if (rc == TCX_OK && tcx_h5_is_writer(ctx, out))
+    rc = tcx_h5_reserve_space(ctx, out, dataset, name, extra);
+  return tcx_h5_output_agree(ctx, out, rc);
+}
+
 /* Closes the file of out and deletes it, ignoring failures, because the
- * caller has already stored an error and only cleans up. */
+ * caller has already stored an error and only cleans up. Every rank of a
+ * parallel output calls it. */
 static void tcx_h5_output_abandon(tcx_ctx *ctx, tcx_h5_output *out)
 {
+  const int writer = tcx_h5_is_writer(ctx, out);
+
+  /* H5Fclose still flushes the metadata, and in parallel each rank writes
+   * part of it. Normally it all lies in reserved blocks. When it does not,
+   * truncating the discarded file frees its blocks first, so that the
+   * flush finds room. The barrier keeps the other ranks from writing
+   * before the truncation. */
+  if (writer && out->file >= 0 && !out->covered)
+    (void)truncate(out->temp_path, 0);
+  if (!out->serial)
+    (void)MPI_Barrier(tcx_ctx_comm(ctx));
   if (out->transfer >= 0)
     (void)H5Pclose(out->transfer);
-  if (out->file >= 0) {
+  /* NOTE: when this close fails all the same, HDF5 1.10.8 keeps the file's
+   * id but frees the file, and crashes when MPI_Finalize closes it again. */
+  if (out->file >= 0)
     (void)H5Fclose(out->file);
-    if (tcx_h5_is_writer(ctx, out))
-      (void)unlink(out->temp_path);
-  }
+  if (writer)
+    (void)unlink(out->temp_path);
   out->transfer = -1;
   out->file = -1;
 }
@@ -124,11 +156,16 @@ static int tcx_h5_create_output(tcx_ctx *ctx, const char *path, int serial,
     rc = tcx_h5_check_output_path(ctx, path);
   if (rc == TCX_OK)
     rc = tcx_h5_output_new(ctx, path, serial, &record);
+  if (rc == TCX_OK && tcx_h5_is_writer(ctx, record))
+    rc = tcx_h5_probe_space(ctx, record);
   if (!serial)
     rc = tcx_ctx_agree(ctx, rc);
-  if (rc != TCX_OK)
-    goto cleanup;
-  TCX_TRY(tcx_h5_output_agree(ctx, record, tcx_h5_output_open(ctx, record)));
+  if (rc != TCX_OK) {
+    tcx_h5_output_free(&record);
+    return rc;
+  }
+  rc = tcx_h5_output_agree(ctx, record, tcx_h5_output_open(ctx, record));
+  TCX_TRY(tcx_h5_reserve_and_agree(ctx, record, -1, NULL, 0, rc));
   *out = record;
   record = NULL;
 
@@ -169,8 +206,43 @@ static void tcx_h5_choose_chunk(int n_dims, const int64_t *dims,
   }
 }
 
+/* Creates the link and creation property lists of dataset name. chunk
+ * receives the chunk shape when chunked. Not collective. */
+static int tcx_h5_dataset_lists(tcx_ctx *ctx, const tcx_h5_output *out,
+                                const char *name, hid_t file_type,
+                                int n_dims, const int64_t *dims, int chunked,
+                                hsize_t *chunk, hid_t *link_list,
+                                hid_t *create_list)
+{
+  int rc = TCX_OK;
+
+  TCX_CHECK(H5Lexists(out->file, name, H5P_DEFAULT) <= 0, ctx,
+            TCX_ERR_INTERNAL, "dataset \"%s\" is written twice to %s", name,
+            out->path);
+  *link_list = H5Pcreate(H5P_LINK_CREATE);
+  *create_list = H5Pcreate(H5P_DATASET_CREATE);
+  TCX_CHECK(*link_list >= 0 && *create_list >= 0 &&
+                H5Pset_create_intermediate_group(*link_list, 1) >= 0 &&
+                H5Pset_fill_time(*create_list, H5D_FILL_TIME_NEVER) >= 0 &&
+                H5Pset_alloc_time(*create_list, H5D_ALLOC_TIME_EARLY) >= 0,
+            ctx, TCX_ERR_INTERNAL,
+            "HDF5 cannot set up dataset \"%s\" of %s", name, out->path);
+  if (chunked) {
+    tcx_h5_choose_chunk(n_dims, dims, H5Tget_size(file_type), chunk);
+    TCX_CHECK(H5Pset_chunk(*create_list, n_dims, chunk) >= 0, ctx,
+              TCX_ERR_INTERNAL, "H5Pset_chunk failed for \"%s\" of %s", name,
+              out->path);
+  }
+
+cleanup:
+  return rc;
+}
+
 /* Creates dataset name with intermediate groups. Chunked layout applies
- * only to non-empty column datasets; the others are contiguous. */
+ * only to non-empty column datasets; the others are contiguous. File space
+ * is allocated at once (H5D_ALLOC_TIME_EARLY), and disk space for it is
+ * reserved before, so that the dataset's header and chunk index land in
+ * reserved blocks. Collective unless serial. */
 static int tcx_h5_create_dataset(tcx_ctx *ctx, tcx_h5_output *out,
                                  const char *name, hid_t file_type,
                                  int n_dims, const int64_t *dims, int chunked,
@@ -186,34 +258,57 @@ static int tcx_h5_create_dataset(tcx_ctx *ctx, tcx_h5_output *out,
     extent[d] = (hsize_t)dims[d];
     total *= dims[d];
   }
-  TCX_CHECK(H5Lexists(out->file, name, H5P_DEFAULT) <= 0, ctx,
-            TCX_ERR_INTERNAL, "dataset \"%s\" is written twice to %s", name,
-            out->path);
-  space = H5Screate_simple(n_dims, extent, NULL);
-  link_list = H5Pcreate(H5P_LINK_CREATE);
-  create_list = H5Pcreate(H5P_DATASET_CREATE);
-  TCX_CHECK(space >= 0 && link_list >= 0 && create_list >= 0 &&
-                H5Pset_create_intermediate_group(link_list, 1) >= 0 &&
-                H5Pset_fill_time(create_list, H5D_FILL_TIME_NEVER) >= 0,
-            ctx, TCX_ERR_INTERNAL,
-            "HDF5 cannot set up dataset \"%s\" of %s", name, out->path);
-  if (chunked && total > 0) {
-    tcx_h5_choose_chunk(n_dims, dims, H5Tget_size(file_type), chunk);
-    TCX_CHECK(H5Pset_chunk(create_list, n_dims, chunk) >= 0, ctx,
-              TCX_ERR_INTERNAL, "H5Pset_chunk failed for \"%s\" of %s", name,
-              out->path);
+  chunked = chunked && total > 0;
+  rc = tcx_h5_dataset_lists(ctx, out, name, file_type, n_dims, dims, chunked,
+                            chunk, &link_list, &create_list);
+  if (rc == TCX_OK) {
+    space = H5Screate_simple(n_dims, extent, NULL);
+    if (space < 0)
+      rc = tcx_error(ctx, TCX_ERR_INTERNAL,
+                     "H5Screate_simple failed for \"%s\" of %s", name,
+                     out->path);
   }
+  TCX_TRY(tcx_h5_reserve_and_agree(
+      ctx, out, -1, name,
+      tcx_h5_dataset_bytes(n_dims, dims, H5Tget_size(file_type),
+                           chunked ? chunk : NULL),
+      rc));
   *dataset = H5Dcreate2(out->file, name, file_type, space, link_list,
                         create_list, H5P_DEFAULT);
-  TCX_CHECK(*dataset >= 0, ctx, TCX_ERR_OUTPUT,
-            "HDF5 cannot create dataset \"%s\" in %s; check the free space "
-            "of its folder",
-            name, out->temp_path);
+  if (*dataset < 0) {
+    char detail[256];
+
+    tcx_h5_error_detail(detail, sizeof(detail));
+    rc = tcx_error(ctx, TCX_ERR_OUTPUT,
+                   "HDF5 cannot create dataset \"%s\" in %s (%s); check the "
+                   "free space and quota of its folder",
+                   name, out->temp_path, detail);
+  }
 
 cleanup:
   rc = tcx_h5_close(ctx, rc, create_list, out->path);
   rc = tcx_h5_close(ctx, rc, link_list, out->path);
   return tcx_h5_close(ctx, rc, space, out->path);
+}
+
+/* Closes a dataset of the output. Closing flushes cached chunks and
+ * metadata, so a failure means that data may be missing from the file: an
+ * output error. */
+static int tcx_h5_close_dataset(tcx_ctx *ctx, int rc, hid_t dataset,
+                                const tcx_h5_output *out, const char *name)
+{
+  char detail[256];
+
+  if (dataset < 0 || H5Dclose(dataset) >= 0)
+    return rc;
+  if (rc != TCX_OK)
+    return rc;
+  tcx_h5_error_detail(detail, sizeof(detail));
+  return tcx_error(ctx, TCX_ERR_OUTPUT,
+                   "HDF5 failed to close dataset \"%s\" of %s (%s), so its "
+                   "data may be incomplete; check the free space and quota "
+                   "of its folder",
+                   name, out->temp_path, detail);
 }
 
 /* Checks the arguments of a dataset write. Not collective. */
@@ -269,7 +364,7 @@ int tcx_h5_write_columns(tcx_ctx *ctx, tcx_h5_output *out, const char *name,
   TCX_TRY(tcx_h5_output_agree(ctx, out, rc));
   rc = tcx_h5_create_dataset(ctx, out, name, tcx_h5_file_type(type), n_dims,
                              dims, 1, &dataset);
-  TCX_TRY(tcx_h5_output_agree(ctx, out, rc));
+  TCX_TRY(tcx_h5_reserve_and_agree(ctx, out, dataset, name, 0, rc));
   rc = tcx_h5_transfer_columns(ctx, dataset, out->transfer,
                                tcx_h5_memory_type(type), 1, n_dims, dims,
                                col_begin, n_local, max_local,
@@ -277,7 +372,7 @@ int tcx_h5_write_columns(tcx_ctx *ctx, tcx_h5_output *out, const char *name,
                                out->temp_path, name);
 
 cleanup:
-  rc = tcx_h5_close(ctx, rc, dataset, out->path);
+  rc = tcx_h5_close_dataset(ctx, rc, dataset, out, name);
   return tcx_h5_output_agree(ctx, out, rc);
 }
 
@@ -301,12 +396,16 @@ static int tcx_h5_write_from_writer(tcx_ctx *ctx, tcx_h5_output *out,
                   H5Sselect_none(memory_space) >= 0,
               ctx, TCX_ERR_INTERNAL,
               "H5Sselect_none failed for \"%s\" of %s", name, out->path);
-  TCX_CHECK(H5Dwrite(dataset, memory_type, memory_space, file_space,
-                     out->transfer, writer ? data : &dummy) >= 0,
-            ctx, TCX_ERR_OUTPUT,
-            "HDF5 failed to write dataset \"%s\" to %s; check the free "
-            "space of its folder",
-            name, out->temp_path);
+  if (H5Dwrite(dataset, memory_type, memory_space, file_space,
+               out->transfer, writer ? data : &dummy) < 0) {
+    char detail[256];
+
+    tcx_h5_error_detail(detail, sizeof(detail));
+    rc = tcx_error(ctx, TCX_ERR_OUTPUT,
+                   "HDF5 failed to write dataset \"%s\" to %s (%s); check "
+                   "the free space and quota of its folder",
+                   name, out->temp_path, detail);
+  }
 
 cleanup:
   rc = tcx_h5_close(ctx, rc, memory_space, out->path);
@@ -328,7 +427,7 @@ int tcx_h5_write_replicated(tcx_ctx *ctx, tcx_h5_output *out,
                                                            dims)));
   rc = tcx_h5_create_dataset(ctx, out, name, tcx_h5_file_type(type), n_dims,
                              dims, 0, &dataset);
-  TCX_TRY(tcx_h5_output_agree(ctx, out, rc));
+  TCX_TRY(tcx_h5_reserve_and_agree(ctx, out, dataset, name, 0, rc));
   for (int d = 0; d < n_dims; d++)
     total *= dims[d];
   if (total > 0)
@@ -336,7 +435,7 @@ int tcx_h5_write_replicated(tcx_ctx *ctx, tcx_h5_output *out,
                                   data, name);
 
 cleanup:
-  rc = tcx_h5_close(ctx, rc, dataset, out->path);
+  rc = tcx_h5_close_dataset(ctx, rc, dataset, out, name);
   return tcx_h5_output_agree(ctx, out, rc);
 }
 
@@ -397,13 +496,13 @@ int tcx_h5_write_strings(tcx_ctx *ctx, tcx_h5_output *out, const char *name,
     rc = tcx_h5_pack_strings(ctx, count, strings, longest + 1, &packed);
   TCX_TRY(tcx_h5_output_agree(ctx, out, rc));
   rc = tcx_h5_create_dataset(ctx, out, name, type, 1, dims, 0, &dataset);
-  TCX_TRY(tcx_h5_output_agree(ctx, out, rc));
+  TCX_TRY(tcx_h5_reserve_and_agree(ctx, out, dataset, name, 0, rc));
   if (count > 0)
     rc = tcx_h5_write_from_writer(ctx, out, dataset, type, packed, name);
 
 cleanup:
   free(packed);
-  rc = tcx_h5_close(ctx, rc, dataset, out->path);
+  rc = tcx_h5_close_dataset(ctx, rc, dataset, out, name);
   rc = tcx_h5_close(ctx, rc, type, out->path);
   return tcx_h5_output_agree(ctx, out, rc);
 }
@@ -507,13 +606,42 @@ static int tcx_h5_output_close(tcx_ctx *ctx, tcx_h5_output *out)
   int rc = tcx_h5_close(ctx, TCX_OK, out->transfer, out->path);
 
   out->transfer = -1;
-  if (out->file >= 0 && H5Fclose(out->file) < 0 && rc == TCX_OK)
+  if (out->file >= 0 && H5Fclose(out->file) < 0 && rc == TCX_OK) {
+    char detail[256];
+
+    tcx_h5_error_detail(detail, sizeof(detail));
     rc = tcx_error(ctx, TCX_ERR_OUTPUT,
-                   "HDF5 failed to close %s, so its contents may be "
+                   "HDF5 failed to close %s (%s), so its contents may be "
                    "incomplete; check the free space and quota of its folder",
-                   out->temp_path);
+                   out->temp_path, detail);
+  }
   out->file = -1;
   return rc;
+}
+
+/* Cuts the closed temporary file back to its end of allocated space
+ * (EOA) when the disk reservation left it longer. HDF5 shrinks the EOA in
+ * H5Fclose, but its sec2 driver then truncates the file only when the file
+ * size it has seen differs from the EOA. Writer rank only. */
+static int tcx_h5_trim(tcx_ctx *ctx, const tcx_h5_output *out)
+{
+  hid_t file = H5Fopen(out->temp_path, H5F_ACC_RDONLY, H5P_DEFAULT);
+  haddr_t eoa = 0;
+  struct stat info;
+  int rc = TCX_OK;
+
+  TCX_CHECK(file >= 0 && H5Fget_eoa(file, &eoa) >= 0, ctx, TCX_ERR_OUTPUT,
+            "HDF5 cannot reopen %s to check its size", out->temp_path);
+  TCX_CHECK(stat(out->temp_path, &info) == 0, ctx, TCX_ERR_OUTPUT,
+            "cannot read the size of %s: %s (errno %d)", out->temp_path,
+            strerror(errno), errno);
+  if ((int64_t)info.st_size > (int64_t)eoa)
+    TCX_CHECK(truncate(out->temp_path, (off_t)eoa) == 0, ctx,
+              TCX_ERR_OUTPUT, "cannot cut %s to %lld bytes: %s (errno %d)",
+              out->temp_path, (long long)eoa, strerror(errno), errno);
+
+cleanup:
+  return tcx_h5_close(ctx, rc, file, out->temp_path);
 }
 
 int tcx_h5_commit(tcx_ctx *ctx, tcx_h5_output **out)
@@ -527,7 +655,17 @@ int tcx_h5_commit(tcx_ctx *ctx, tcx_h5_output **out)
                      "tcx_h5_commit called without an open output file");
   *out = NULL;
   writer = tcx_h5_is_writer(ctx, record);
+  /* Disk space for the metadata allocated since the last dataset, which
+   * H5Fclose flushes. */
+  rc = tcx_h5_reserve_and_agree(ctx, record, -1, NULL, 0, TCX_OK);
+  if (rc != TCX_OK) {
+    tcx_h5_output_abandon(ctx, record);
+    tcx_h5_output_free(&record);
+    return rc;
+  }
   rc = tcx_h5_output_agree(ctx, record, tcx_h5_output_close(ctx, record));
+  if (rc == TCX_OK && writer)
+    rc = tcx_h5_trim(ctx, record);
   if (rc == TCX_OK && writer)
     rc = tcx_h5_publish(ctx, record->temp_path, record->path);
   rc = tcx_h5_output_agree(ctx, record, rc);

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "tcorex/h5io.h"
+#include "h5io_internal.h"
 #include "tcorex/model.h"
 
 /* Root attributes that describe the file itself; docs/FORMATS.md lists
@@ -434,6 +434,10 @@ int tcx_model_read(tcx_ctx *ctx, const char *path, tcx_model **model)
   int rc = TCX_OK;
 
   *model = NULL;
+  if (tcx_ctx_rank(ctx) == 0)
+    rc = tcx_h5_check_file(ctx, path, "model file",
+                           "pass a model file written by 'tcorex fit'");
+  TCX_TRY(tcx_ctx_agree(ctx, rc));
   TCX_TRY(tcx_model_read_size(ctx, path, "n_periods", INT32_MAX, &periods));
   TCX_TRY(tcx_model_read_size(ctx, path, "n_factors", INT32_MAX, &factors));
   TCX_TRY(tcx_model_read_size(ctx, path, "n_vars", INT64_MAX / 2, &vars));

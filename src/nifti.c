@@ -77,6 +77,47 @@ static double tcx_nifti_value(const nifti_image *image, size_t index)
   return raw * image->scl_slope + image->scl_inter;
 }
 
+/* Reads the voxel data of image from its file as stored, in the CPU's
+ * byte order. nifti_image_load() would do it too, but nifticlib 3.0.1
+ * there replaces NaN and infinite floats by 0, which would hide missing
+ * values and let infinite ones pass. */
+static int tcx_nifti_load_data(tcx_ctx *ctx, nifti_image *image,
+                               const char *path, const char *role)
+{
+  const size_t bytes = nifti_get_volsize(image);
+  znzFile file = NULL;
+  size_t got;
+  int rc = TCX_OK;
+
+  TCX_CHECK(image->iname && image->iname_offset >= 0, ctx, TCX_ERR_INPUT,
+            "%s %s has no usable voxel data offset (vox_offset %d)", role,
+            path, image->iname_offset);
+  file = znzopen(image->iname, "rb", nifti_is_gzfile(image->iname));
+  TCX_CHECK(!znz_isnull(file), ctx, TCX_ERR_INPUT,
+            "cannot open the voxel data of %s %s (%s): %s", role, path,
+            image->iname, strerror(errno));
+  TCX_CHECK(znzseek(file, (znz_off_t)image->iname_offset, SEEK_SET) >= 0,
+            ctx, TCX_ERR_INPUT,
+            "%s %s is truncated: its voxel data should start at byte %d",
+            role, path, image->iname_offset);
+  TCX_TRY(tcx_calloc(ctx, (int64_t)bytes, 1, "NIfTI voxel data",
+                     &image->data));
+  got = znzread(image->data, 1, bytes, file);
+  TCX_CHECK(got == bytes, ctx, TCX_ERR_INPUT,
+            "%s %s is truncated or corrupt: its voxel data should be %zu "
+            "bytes from byte %d on, but only %zu could be read",
+            role, path, bytes, image->iname_offset,
+            got == (size_t)-1 ? (size_t)0 : got);
+  if (image->swapsize > 1 && image->byteorder != nifti_short_order())
+    nifti_swap_Nbytes(bytes / (size_t)image->swapsize, image->swapsize,
+                      image->data);
+
+cleanup:
+  if (!znz_isnull(file))
+    (void)znzclose(file);
+  return rc;
+}
+
 /* Reads a NIfTI-1 image with its data; role names it in messages. */
 static int tcx_nifti_read(tcx_ctx *ctx, const char *path, const char *role,
                           nifti_image **image)
@@ -100,9 +141,9 @@ static int tcx_nifti_read(tcx_ctx *ctx, const char *path, const char *role,
             "%s %s is not a NIfTI-1 file (.nii or .nii.gz) or cannot be "
             "read; NIfTI-2 files are not supported",
             role, path);
-  *image = nifti_image_read(path, 1);
-  TCX_CHECK(*image && (*image)->data, ctx, TCX_ERR_INPUT,
-            "nifticlib failed to read the data of %s %s; the file may be "
+  *image = nifti_image_read(path, 0);
+  TCX_CHECK(*image, ctx, TCX_ERR_INPUT,
+            "nifticlib failed to read the header of %s %s; the file may be "
             "truncated, or memory ran out",
             role, path);
   TCX_CHECK(tcx_nifti_is_supported_type((*image)->datatype), ctx,
@@ -110,6 +151,7 @@ static int tcx_nifti_read(tcx_ctx *ctx, const char *path, const char *role,
             "%s %s has voxel type %s; tcorex reads real integer and "
             "floating-point types only",
             role, path, nifti_datatype_to_string((*image)->datatype));
+  TCX_TRY(tcx_nifti_load_data(ctx, *image, path, role));
 
 cleanup:
   if (rc != TCX_OK && *image) {
@@ -196,7 +238,9 @@ cleanup:
   return rc;
 }
 
-/* Marks the voxels with at least two distinct finite values over time. */
+/* Marks the voxels with at least two distinct finite values over time,
+ * NaN (missing) aside, and the voxels with an infinite value, so that
+ * tcx_nifti_gather() reports those instead of dropping them. */
 static void tcx_nifti_mask_varying(const nifti_image *bold,
                                    uint8_t *selected)
 {
@@ -209,12 +253,11 @@ static void tcx_nifti_mask_varying(const nifti_image *bold,
     for (size_t t = 0; t < (size_t)bold->nt && !selected[v]; t++) {
       const double value = tcx_nifti_value(bold, t * volume + v);
 
-      if (!isfinite(value))
+      if (isnan(value))
         continue;
-      if (isnan(first))
-        first = value;
-      else if (value != first)
+      if (isinf(value) || (!isnan(first) && value != first))
         selected[v] = 1;
+      first = value;
     }
   }
 }
@@ -477,9 +520,6 @@ static int tcx_nifti_convert_here(tcx_ctx *ctx, const char *bold_path,
   TCX_TRY(tcx_nifti_select(ctx, bold, bold_path, mask_path, &selection));
   TCX_TRY(tcx_nifti_write_converted(ctx, out_path, bold, &selection,
                                     bold_path, mask_path));
-  tcx_log(ctx, TCX_LOG_PROGRESS,
-          "tcorex: converted %s: %d volumes of %lld voxels to %s", bold_path,
-          bold->nt, (long long)selection.p, out_path);
 
 cleanup:
   tcx_nifti_selection_free(&selection);
@@ -496,6 +536,27 @@ int tcx_nifti_convert(tcx_ctx *ctx, const char *bold_path,
   if (tcx_ctx_rank(ctx) == 0)
     rc = tcx_nifti_convert_here(ctx, bold_path, mask_path, out_path);
   return tcx_ctx_agree(ctx, rc);
+}
+
+/* Fails unless file has the datasets that tcx_nifti_convert() writes and
+ * the export needs. */
+static int tcx_nifti_check_reference(tcx_ctx *ctx, hid_t file,
+                                     const char *path)
+{
+  static const char *const names[] = {"/grid", "/sform", "/voxel_size",
+                                      "/voxels"};
+  int rc = TCX_OK;
+
+  for (size_t k = 0; k < sizeof(names) / sizeof(names[0]); k++)
+    TCX_CHECK(H5Lexists(file, names[k], H5P_DEFAULT) > 0, ctx,
+              TCX_ERR_INPUT,
+              "reference %s is not a file written by 'tcorex convert "
+              "--nifti': it has no dataset %s. Pass the file that convert "
+              "wrote from the image the model was fitted on",
+              path, names[k]);
+
+cleanup:
+  return rc;
 }
 
 /* Reads the geometry of a converted file, on this rank alone. */
@@ -565,9 +626,9 @@ static int tcx_nifti_read_voxels(tcx_ctx *ctx, hid_t file, const char *path,
   TCX_CHECK(n_dims == 2 && dims[1] == 3, ctx, TCX_ERR_INPUT,
             "%s: /voxels should have shape [p x 3]", path);
   TCX_CHECK(dims[0] == p, ctx, TCX_ERR_INPUT,
-            "%lld values were given for the %lld voxels of %s; pass one "
-            "value per voxel, in the order of its /voxels dataset",
-            (long long)p, (long long)dims[0], path);
+            "the model has %lld variables but the reference %s has %lld "
+            "voxels; use the converted file the model was fitted on",
+            (long long)p, path, (long long)dims[0]);
   for (int64_t c = 0; c < 3 * p; c++)
     TCX_CHECK((*ijk)[c] >= 0 && (*ijk)[c] < geometry->grid[c % 3], ctx,
               TCX_ERR_INPUT,
@@ -650,26 +711,49 @@ cleanup:
   return rc;
 }
 
-/* Reads temp back with nifticlib and compares it with image, because
- * nifti_image_write() reports no failure to its caller. */
-static int tcx_nifti_verify_written(tcx_ctx *ctx, const nifti_image *image,
-                                    const char *temp, const char *path)
+/* Writes image to temp as a single-file NIfTI-1 image (gzip-compressed
+ * when temp ends in .gz): the header, an empty extension block and the
+ * voxel data. nifti_image_write() does the same, but it reports no failure
+ * to its caller and prints its own errors to stderr. path is the final
+ * name, for messages. */
+static int tcx_nifti_write_file(tcx_ctx *ctx, nifti_image *image,
+                                const char *temp, const char *path)
 {
-  nifti_image *back = nifti_image_read(temp, 1);
-  const size_t bytes = image->nvox * (size_t)image->nbyper;
+  const size_t bytes = nifti_get_volsize(image);
+  const char extension_block[4] = {0, 0, 0, 0};
+  struct nifti_1_header header;
+  znzFile file = NULL;
+  int written, error = 0;
   int rc = TCX_OK;
 
-  TCX_CHECK(back && back->data && back->nvox == image->nvox &&
-                back->datatype == image->datatype &&
-                memcmp(back->data, image->data, bytes) == 0,
-            ctx, TCX_ERR_OUTPUT,
-            "writing %s failed: nifticlib could not write %s in full; check "
-            "the free space and quota of its folder",
-            path, temp);
+  TCX_CHECK(nifti_set_filenames(image, temp, 0, 1) == 0 &&
+                image->nifti_type == NIFTI_FTYPE_NIFTI1_1,
+            ctx, TCX_ERR_OUTPUT, "nifticlib rejected the output name %s",
+            temp);
+  nifti_set_iname_offset(image); /* 352: header and extension block */
+  header = nifti_convert_nim2nhdr(image);
+  errno = 0;
+  file = znzopen(temp, "wb", nifti_is_gzfile(temp));
+  TCX_CHECK(!znz_isnull(file), ctx, TCX_ERR_OUTPUT,
+            "cannot create %s: %s (errno %d); check the free space and "
+            "quota of its folder",
+            temp, strerror(errno), errno);
+  written = znzwrite(&header, 1, sizeof(header), file) == sizeof(header) &&
+            znzwrite(extension_block, 1, 4, file) == 4 &&
+            znzseek(file, image->iname_offset, SEEK_SET) >= 0 &&
+            znzwrite(image->data, 1, bytes, file) == bytes;
+  error = written ? 0 : errno;
+  /* Buffered bytes reach the disk in the close, which can fail too. */
+  if (znzclose(file) != 0 && written) {
+    written = 0;
+    error = errno;
+  }
+  TCX_CHECK(written, ctx, TCX_ERR_OUTPUT,
+            "writing %s failed: %s (errno %d) while writing %s; free space "
+            "or quota in its folder, or choose another output path",
+            path, strerror(error), error, temp);
 
 cleanup:
-  if (back)
-    nifti_image_free(back);
   return rc;
 }
 
@@ -681,10 +765,7 @@ static int tcx_nifti_write_atomic(tcx_ctx *ctx, nifti_image *image,
   int rc = TCX_OK;
 
   TCX_TRY(tcx_nifti_temp_path(ctx, out_path, &temp));
-  TCX_CHECK(nifti_set_filenames(image, temp, 0, 1) == 0, ctx,
-            TCX_ERR_OUTPUT, "nifticlib rejected the output name %s", temp);
-  nifti_image_write(image);
-  TCX_TRY(tcx_nifti_verify_written(ctx, image, temp, out_path));
+  TCX_TRY(tcx_nifti_write_file(ctx, image, temp, out_path));
   TCX_TRY(tcx_h5_publish(ctx, temp, out_path));
 
 cleanup:
@@ -768,7 +849,11 @@ static int tcx_nifti_export_here(tcx_ctx *ctx, const char *reference_h5,
   TCX_CHECK(tcx_nifti_extension_length(out_path) > 0, ctx, TCX_ERR_USAGE,
             "output image %s must end in .nii or .nii.gz", out_path);
   TCX_TRY(tcx_h5_check_output_path(ctx, out_path));
+  TCX_TRY(tcx_h5_check_file(ctx, reference_h5, "reference file",
+                            "pass the file that 'tcorex convert --nifti' "
+                            "wrote"));
   TCX_TRY(tcx_h5_open(ctx, reference_h5, 1, &file));
+  TCX_TRY(tcx_nifti_check_reference(ctx, file, reference_h5));
   TCX_TRY(tcx_nifti_read_geometry(ctx, file, reference_h5, &geometry));
   TCX_TRY(tcx_nifti_read_voxels(ctx, file, reference_h5, &geometry, p, &ijk));
   TCX_TRY(tcx_nifti_build_image(ctx, &geometry, ijk, p, datatype, values,

@@ -544,6 +544,21 @@ static double *read_output(const char *path, const char *name, int n_dims,
   return values;
 }
 
+/* Returns 1 when the size of a finished file equals its end of allocated
+ * space (EOA): the disk space reserved while writing was given back. */
+static int size_is_eoa(const char *path)
+{
+  hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+  haddr_t eoa = 0;
+  struct stat info;
+  int ok = file >= 0 && H5Fget_eoa(file, &eoa) >= 0 &&
+           stat(path, &info) == 0 && (haddr_t)info.st_size == eoa;
+
+  if (file >= 0)
+    H5Fclose(file);
+  return ok;
+}
+
 /* Checks on rank 0 the datasets written by write_columns_round_trip; returns
  * 1 when all are right. */
 static int check_round_trip_file(const char *path, const double *replicated)
@@ -573,6 +588,7 @@ static int check_round_trip_file(const char *path, const double *replicated)
   CHECK(ok, s != NULL);
   CHECK(ok, chunk[0] == 0); /* contiguous */
   CHECK(ok, s && memcmp(s, replicated, 6 * sizeof(double)) == 0);
+  CHECK(ok, size_is_eoa(path));
   free(a);
   free(b);
   free(c);
@@ -856,6 +872,8 @@ static void csv_convert_then_read_blocks(void **state)
   }
   assert_true(tcx_test_all_ok(ok, "CSV input written"));
   assert_int_equal(tcx_csv_convert(ctx, csv, out, -1), TCX_OK);
+  assert_true(tcx_test_all_ok(tcx_ctx_rank(ctx) != 0 || size_is_eoa(out),
+                              "converted file as long as its EOA"));
   assert_int_equal(tcx_h5_read_block(ctx, out, NULL, &block), TCX_OK);
   CHECK(ok, block_has_partition(block, 1, 6));
   for (int64_t r = 0; ok && r < 6; r++)
@@ -919,6 +937,118 @@ static void nifti_convert_then_read_blocks(void **state)
     unlink(out);
 }
 
+/* The folder of a small tmpfs, "" when mounting was not permitted. */
+static char small_disk[256];
+
+/* Size of the small disk: the old file and the reserved room of a
+ * parallel output fit, the [2000 x P] float64 dataset (578 KiB) does not. */
+enum { SMALL_DISK_KIB = 256, BIG_ROWS = 2000 };
+
+static int mount_small_disk(void **state)
+{
+  *state = tcx_test_mount_small_disk(SMALL_DISK_KIB, small_disk,
+                                     sizeof(small_disk))
+               ? small_disk
+               : NULL;
+  return 0;
+}
+
+static int unmount_small_disk(void **state)
+{
+  (void)state;
+  tcx_test_unmount_small_disk(small_disk);
+  return 0;
+}
+
+/* Writes PATH with root attribute version = 1 and a [3] dataset. */
+static void write_first_version(tcx_ctx *ctx, const char *path)
+{
+  const int64_t dims[1] = {3};
+  const double values[3] = {1, 2, 3};
+  tcx_h5_output *out = NULL;
+
+  assert_int_equal(tcx_h5_create(ctx, path, &out), TCX_OK);
+  assert_int_equal(tcx_h5_write_attr_int(ctx, out, "version", 1), TCX_OK);
+  assert_int_equal(tcx_h5_write_replicated(ctx, out, "/old", TCX_H5_DOUBLE,
+                                           1, dims, values),
+                   TCX_OK);
+  assert_int_equal(tcx_h5_commit(ctx, &out), TCX_OK);
+}
+
+/* Checks the state after a failed write to path: every rank got rc =
+ * TCX_ERR_OUTPUT with a message that names path and the system error, no
+ * PATH.tmp is left, the old PATH is unchanged and no HDF5 object is open
+ * (an object left open would also crash HDF5 in MPI_Finalize). */
+static void check_failed_write(tcx_ctx *ctx, int rc, const char *path)
+{
+  const char *message = tcx_ctx_message(ctx);
+  char temp[320];
+  int ok = 1;
+
+  snprintf(temp, sizeof(temp), "%s.tmp", path);
+  CHECK(ok, rc == TCX_ERR_OUTPUT);
+  CHECK(ok, strstr(message, path) != NULL);
+  CHECK(ok, strstr(message, "No space left on device (errno 28)") != NULL);
+  CHECK(ok, strstr(message, "free space") != NULL);
+  if (!ok)
+    fprintf(stderr, "[rank %d] message: %s\n", tcx_ctx_rank(ctx), message);
+  assert_true(tcx_test_all_ok(ok, "output error with its cause"));
+  assert_true(tcx_test_all_ok(!file_exists(temp), "PATH.tmp removed"));
+  assert_true(tcx_test_all_ok(tcx_ctx_rank(ctx) != 0 || is_first_version(path),
+                              "old PATH unchanged"));
+  assert_true(tcx_test_all_ok(H5Fget_obj_count(H5F_OBJ_ALL, H5F_OBJ_ALL) == 0,
+                              "no HDF5 object left open"));
+}
+
+/* Writes that do not fit on the disk: a first dataset too large, a second
+ * one too large after a small one, and a disk full before the file is
+ * created. Each fails cleanly on every rank. */
+static void write_to_full_disk_fails_cleanly(void **state)
+{
+  tcx_ctx *ctx = tcx_test_ctx();
+  const int64_t big[2] = {BIG_ROWS, P}, small[2] = {4, P};
+  int64_t begin, n;
+  double *local;
+  tcx_h5_output *out = NULL;
+  char path[320];
+  int rc;
+
+  if (!*state)
+    skip();
+  assert_int_equal(tcx_partition(ctx, P, tcx_ctx_size(ctx), tcx_ctx_rank(ctx),
+                                 &begin, &n),
+                   TCX_OK);
+  local = calloc((size_t)(BIG_ROWS * n), sizeof(double));
+  assert_non_null(local);
+  for (int64_t k = 0; k < BIG_ROWS * n; k++)
+    local[k] = value_2d(k / n, begin + k % n);
+  snprintf(path, sizeof(path), "%s/out.h5", (const char *)*state);
+  write_first_version(ctx, path);
+
+  assert_int_equal(tcx_h5_create(ctx, path, &out), TCX_OK);
+  rc = tcx_h5_write_columns(ctx, out, "/big", TCX_H5_DOUBLE, 2, big, begin,
+                            n, local);
+  tcx_h5_discard(ctx, &out);
+  check_failed_write(ctx, rc, path);
+
+  assert_int_equal(tcx_h5_create(ctx, path, &out), TCX_OK);
+  assert_int_equal(tcx_h5_write_columns(ctx, out, "/small", TCX_H5_DOUBLE, 2,
+                                        small, begin, n, local),
+                   TCX_OK);
+  rc = tcx_h5_write_columns(ctx, out, "/big", TCX_H5_DOUBLE, 2, big, begin,
+                            n, local);
+  tcx_h5_discard(ctx, &out);
+  check_failed_write(ctx, rc, path);
+
+  assert_true(tcx_test_all_ok(tcx_ctx_rank(ctx) != 0 ||
+                                  tcx_test_fill_disk(*state),
+                              "disk filled"));
+  rc = tcx_h5_create(ctx, path, &out);
+  assert_true(tcx_test_all_ok(out == NULL, "no output on a full disk"));
+  check_failed_write(ctx, rc, path);
+  free(local);
+}
+
 /* Runs last: every HDF5 object opened by the tests above, on success and
  * error paths alike, has been closed. */
 static void hdf5_objects_all_closed(void **state)
@@ -951,6 +1081,8 @@ int main(int argc, char **argv)
       cmocka_unit_test(discard_keeps_old_file),
       cmocka_unit_test(create_rejects_missing_folder),
       cmocka_unit_test(write_columns_in_batches),
+      cmocka_unit_test_setup_teardown(write_to_full_disk_fails_cleanly,
+                                      mount_small_disk, unmount_small_disk),
       cmocka_unit_test(csv_convert_then_read_blocks),
       cmocka_unit_test(nifti_convert_then_read_blocks),
       cmocka_unit_test(hdf5_objects_all_closed),

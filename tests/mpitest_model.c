@@ -334,6 +334,89 @@ static void model_read_rejects_other_files(void **state)
                          "root attribute \"n_periods\" not found"));
 }
 
+/* tcx_model_read names the model file when it is missing or not HDF5. */
+static void model_read_names_model_file(void **state)
+{
+  tcx_ctx *ctx = tcx_test_ctx();
+  tcx_model *model = NULL;
+  const char *text = TCX_SOURCE_DIR "/README.md";
+
+  (void)state;
+  assert_int_equal(tcx_model_read(ctx, "/nonexistent/model.h5", &model),
+                   TCX_ERR_INPUT);
+  assert_null(model);
+  assert_string_equal(tcx_ctx_message(ctx),
+                      "model file /nonexistent/model.h5 not found; check the "
+                      "path");
+  assert_int_equal(tcx_model_read(ctx, text, &model), TCX_ERR_INPUT);
+  assert_null(model);
+  assert_non_null(strstr(tcx_ctx_message(ctx), "model file "));
+  assert_non_null(strstr(tcx_ctx_message(ctx),
+                         "README.md is not an HDF5 file; pass a model file "
+                         "written by 'tcorex fit'"));
+}
+
+/* The folder of a small tmpfs, "" when mounting was not permitted. */
+static char small_disk[256];
+
+/* The NT x M x P model (about 12 KiB) and the room that a parallel write
+ * reserves fit on a 256 KiB disk, but a model of 20 periods and 40
+ * factors (about 700 KiB) does not. */
+enum { SMALL_DISK_KIB = 256, BIG_NT = 20, BIG_M = 40 };
+
+static int mount_small_disk(void **state)
+{
+  *state = tcx_test_mount_small_disk(SMALL_DISK_KIB, small_disk,
+                                     sizeof(small_disk))
+               ? small_disk
+               : NULL;
+  return 0;
+}
+
+static int unmount_small_disk(void **state)
+{
+  (void)state;
+  tcx_test_unmount_small_disk(small_disk);
+  return 0;
+}
+
+/* A model too large for the disk fails on every rank with an output error
+ * that names the file and the system error. The old model stays readable,
+ * and no HDF5 object stays open, so MPI_Finalize does not crash in HDF5. */
+static void model_write_to_full_disk_keeps_old(void **state)
+{
+  tcx_ctx *ctx = tcx_test_ctx();
+  tcx_model *model = NULL;
+  int64_t begin = -1, n = -1;
+  char path[320], temp[330];
+  int ok = 1, rc;
+
+  if (!*state)
+    skip();
+  snprintf(path, sizeof(path), "%s/model.h5", (const char *)*state);
+  snprintf(temp, sizeof(temp), "%s.tmp", path);
+  write_model(ctx, path);
+  assert_int_equal(tcx_partition(ctx, P, tcx_ctx_size(ctx), tcx_ctx_rank(ctx),
+                                 &begin, &n),
+                   TCX_OK);
+  assert_int_equal(tcx_model_create(ctx, BIG_NT, BIG_M, P, begin, n, &model),
+                   TCX_OK);
+  rc = tcx_model_write(ctx, path, model);
+  tcx_model_destroy(&model);
+  CHECK(ok, rc == TCX_ERR_OUTPUT);
+  CHECK(ok, strstr(tcx_ctx_message(ctx), path) != NULL);
+  CHECK(ok, strstr(tcx_ctx_message(ctx), "No space left on device") != NULL);
+  CHECK(ok, strstr(tcx_ctx_message(ctx), "free space") != NULL);
+  if (!ok)
+    fprintf(stderr, "[rank %d] message: %s\n", tcx_ctx_rank(ctx),
+            tcx_ctx_message(ctx));
+  assert_true(tcx_test_all_ok(ok, "output error with its cause"));
+  assert_true(tcx_test_all_ok(access(temp, F_OK) != 0, "PATH.tmp removed"));
+  assert_true(tcx_test_all_ok(H5Fget_obj_count(H5F_OBJ_ALL, H5F_OBJ_ALL) == 0,
+                              "no HDF5 object left open"));
+  assert_true(tcx_test_all_ok(check_model(ctx, path), "old model unchanged"));
+}
+
 int main(int argc, char **argv)
 {
   const struct CMUnitTest tests[] = {
@@ -341,6 +424,9 @@ int main(int argc, char **argv)
       cmocka_unit_test(model_read_on_other_rank_count),
       cmocka_unit_test(model_attrs_replace_and_limit),
       cmocka_unit_test(model_read_rejects_other_files),
+      cmocka_unit_test(model_read_names_model_file),
+      cmocka_unit_test_setup_teardown(model_write_to_full_disk_keeps_old,
+                                      mount_small_disk, unmount_small_disk),
   };
 
   return tcx_test_run(argc, argv, "model", tests,

@@ -1,7 +1,10 @@
+#include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -87,6 +90,66 @@ int tcx_test_system(const char *command)
   if (WIFEXITED(status))
     return WEXITSTATUS(status);
   return 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+}
+
+int tcx_test_mount_small_disk(int64_t size_kib, char *buffer, size_t size)
+{
+  char options[64];
+  int mounted = 0;
+
+  snprintf(buffer, size, "/tmp/tcx_disk_XXXXXX");
+  snprintf(options, sizeof(options), "size=%lldk", (long long)size_kib);
+  if (tcx_ctx_rank(test_ctx) == 0) {
+    if (!mkdtemp(buffer))
+      fprintf(stderr, "skipped: cannot create a folder under /tmp for a "
+                      "small disk: %s\n", strerror(errno));
+    else if (mount("tmpfs", buffer, "tmpfs", 0, options) != 0) {
+      fprintf(stderr, "skipped: cannot mount a %lld KiB tmpfs at %s to "
+                      "test a full disk: %s (run the tests as root to "
+                      "include them)\n",
+              (long long)size_kib, buffer, strerror(errno));
+      rmdir(buffer);
+    } else {
+      mounted = 1;
+    }
+  }
+  MPI_Bcast(&mounted, 1, MPI_INT, 0, MPI_COMM_WORLD);
+  MPI_Bcast(buffer, (int)size, MPI_CHAR, 0, MPI_COMM_WORLD);
+  if (!mounted)
+    buffer[0] = '\0';
+  return mounted;
+}
+
+void tcx_test_unmount_small_disk(const char *folder)
+{
+  MPI_Barrier(MPI_COMM_WORLD);
+  if (tcx_ctx_rank(test_ctx) == 0 && folder[0] != '\0') {
+    if (umount(folder) != 0)
+      fprintf(stderr, "cannot unmount the small disk %s: %s\n", folder,
+              strerror(errno));
+    else
+      rmdir(folder);
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
+}
+
+int tcx_test_fill_disk(const char *folder)
+{
+  static const char block[4096];
+  char path[512];
+  int descriptor, error;
+
+  snprintf(path, sizeof(path), "%s/filler", folder);
+  descriptor = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  if (descriptor < 0)
+    return 0;
+  while (write(descriptor, block, sizeof(block)) > 0)
+    ;
+  while (write(descriptor, block, 1) == 1)
+    ;
+  error = errno;
+  close(descriptor);
+  return error == ENOSPC;
 }
 
 void tcx_test_randn(uint64_t seed, double *a, int64_t count)

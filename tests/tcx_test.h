@@ -38,6 +38,21 @@ void tcx_test_temp_path(const char *suffix, char *buffer, size_t size);
  * caller's choice) and returns its exit status, or -1 when it could not run. */
 int tcx_test_system(const char *command);
 
+/* Mounts a tmpfs of size_kib KiB at a new folder under /tmp, so that a
+ * test can fill a disk, and writes the folder into buffer. Collective: rank
+ * 0 mounts and every rank receives the outcome, so all ranks must run on one
+ * machine. Returns 1 when mounted, or 0 when mounting is not permitted
+ * (not root), after rank 0 printed why the test is skipped. */
+int tcx_test_mount_small_disk(int64_t size_kib, char *buffer, size_t size);
+
+/* Unmounts and removes a folder of tcx_test_mount_small_disk(); accepts
+ * "". Collective. */
+void tcx_test_unmount_small_disk(const char *folder);
+
+/* Fills the file system of folder to the last byte with the file
+ * folder/filler on the calling rank. Returns 1 on success. */
+int tcx_test_fill_disk(const char *folder);
+
 /* Fills a with count draws of N(0, 1) from a fixed-seed generator that is
  * independent of tcorex's own generator. */
 void tcx_test_randn(uint64_t seed, double *a, int64_t count);

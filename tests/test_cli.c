@@ -278,7 +278,7 @@ static void fmri_pipeline_two_and_three_ranks(void **state)
   cli_fixture *fixture = *state;
   const char *bold = TCX_SOURCE_DIR "/datasets/fmri_functional.nii";
   char args[ARGS_MAX], converted[512], model2[512], model3[512],
-      labels[512];
+      labels[512], expected[ARGS_MAX];
   double *factors2, *factors3, max_difference = 0.0;
   hsize_t count2, count3;
   run_output out;
@@ -292,6 +292,10 @@ static void fmri_pipeline_two_and_three_ranks(void **state)
            converted);
   run_cli(args, &out);
   assert_int_equal(out.exit_code, 0);
+  /* The result is reported once, by the program; the library adds none. */
+  snprintf(expected, sizeof(expected), "convert: wrote %s from %s\n",
+           converted, bold);
+  assert_string_equal(out.text, expected);
 
   snprintf(args, sizeof(args),
            "fit --input %s --factors 4 --seed 3 --max-iter 200 --output %s",

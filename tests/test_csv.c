@@ -1,5 +1,6 @@
 /* CSV conversion: small tables written here, the HDF5 output read back with
  * plain HDF5 calls and compared with the values typed in the table. */
+#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -211,6 +212,178 @@ static void csv_rejects_malformed_tables(void **state)
   expect_csv_error("a,b\n\n", -1, "has no data lines");
 }
 
+/* Writes length bytes, NUL bytes included, to a new temporary file named
+ * into path. */
+static void write_bytes(const char *bytes, size_t length, char *path,
+                        size_t size)
+{
+  FILE *file;
+
+  tcx_test_temp_path(".csv", path, size);
+  file = fopen(path, "wb");
+  assert_non_null(file);
+  assert_int_equal(fwrite(bytes, 1, length, file), length);
+  assert_int_equal(fclose(file), 0);
+}
+
+static void csv_rejects_binary_input(void **state)
+{
+  static const char nul[] = "a,b\n1,\0\n";
+  static const char gzip[] = "\x1f\x8b\x08\x00\x00\x00";
+  const char *const expected[2] = {
+      "line 2 contains the control byte 0x00, so it is not a text table",
+      "line 1 contains the control byte 0x1f, so it is not a text table"};
+  const char *const bytes[2] = {nul, gzip};
+  const size_t lengths[2] = {sizeof(nul) - 1, sizeof(gzip) - 1};
+  tcx_ctx *ctx = tcx_test_ctx();
+  char csv[256], out[256];
+
+  (void)state;
+  for (int k = 0; k < 2; k++) {
+    write_bytes(bytes[k], lengths[k], csv, sizeof(csv));
+    tcx_test_temp_path(".h5", out, sizeof(out));
+    assert_int_equal(tcx_csv_convert(ctx, csv, out, -1), TCX_ERR_INPUT);
+    if (!strstr(tcx_ctx_message(ctx), expected[k]))
+      fprintf(stderr, "message: %s\n", tcx_ctx_message(ctx));
+    assert_non_null(strstr(tcx_ctx_message(ctx), expected[k]));
+    assert_false(file_exists(out));
+    unlink(csv);
+  }
+}
+
+/* Tables separated by semicolons or tabs fail with a hint; a table with
+ * commas gets none. */
+static void csv_other_separators_get_hint(void **state)
+{
+  tcx_ctx *ctx = tcx_test_ctx();
+  char csv[256], out[256];
+
+  (void)state;
+  expect_csv_error("a;b;c\n1;2;3\n", -1,
+                   "\"1;2;3\" is not a number; write a number, or leave the "
+                   "field empty or write NA for a missing value. The first "
+                   "line has semicolons but no commas: only commas separate "
+                   "fields, so replace the semicolons with commas");
+  expect_csv_error("1\t2\n3\t4\n", 0,
+                   "The first line has tabs but no commas: only commas "
+                   "separate fields, so replace the tabs with commas");
+  write_text("a,b\n1;2,3\n", csv, sizeof(csv));
+  tcx_test_temp_path(".h5", out, sizeof(out));
+  assert_int_equal(tcx_csv_convert(ctx, csv, out, -1), TCX_ERR_INPUT);
+  assert_non_null(strstr(tcx_ctx_message(ctx), "\"1;2\" is not a number"));
+  assert_null(strstr(tcx_ctx_message(ctx), "only commas"));
+  unlink(csv);
+}
+
+/* The folder of a small tmpfs, "" when mounting was not permitted. */
+static char small_disk[256];
+
+/* 256 KiB hold the 3 x 2 table, not the 200 x 200 one (313 KiB). */
+enum { SMALL_DISK_KIB = 256, BIG_SIDE = 200 };
+
+static int mount_small_disk(void **state)
+{
+  *state = tcx_test_mount_small_disk(SMALL_DISK_KIB, small_disk,
+                                     sizeof(small_disk))
+               ? small_disk
+               : NULL;
+  return 0;
+}
+
+static int unmount_small_disk(void **state)
+{
+  (void)state;
+  tcx_test_unmount_small_disk(small_disk);
+  return 0;
+}
+
+/* Checks a failed conversion to out on a full disk: an output error naming
+ * out and the system error, no out.tmp, and out still holding the 3 x 2
+ * table of csv_full_disk_keeps_old_file. */
+static void check_full_disk_error(tcx_ctx *ctx, int rc, const char *out)
+{
+  const double expected[6] = {1, 2, 3, 4, 5, 6};
+  char temp[320];
+  double *values;
+
+  snprintf(temp, sizeof(temp), "%s.tmp", out);
+  if (!strstr(tcx_ctx_message(ctx), "No space left on device (errno 28)"))
+    fprintf(stderr, "message: %s\n", tcx_ctx_message(ctx));
+  assert_int_equal(rc, TCX_ERR_OUTPUT);
+  assert_non_null(strstr(tcx_ctx_message(ctx), out));
+  assert_non_null(
+      strstr(tcx_ctx_message(ctx), "No space left on device (errno 28)"));
+  assert_non_null(strstr(tcx_ctx_message(ctx), "free space"));
+  assert_false(file_exists(temp));
+  values = read_data(out, 3, 2);
+  check_values(values, expected, 6);
+  free(values);
+  assert_int_equal(H5Fget_obj_count(H5F_OBJ_ALL, H5F_OBJ_ALL), 0);
+}
+
+/* A table too large for the disk, then a disk full before the output is
+ * created: both fail with an output error and keep the old output. */
+static void csv_full_disk_keeps_old_file(void **state)
+{
+  tcx_ctx *ctx = tcx_test_ctx();
+  char small[256], big[256], out[320];
+  FILE *file;
+
+  if (!*state)
+    skip();
+  snprintf(out, sizeof(out), "%s/table.h5", (const char *)*state);
+  write_text("1,2\n3,4\n5,6\n", small, sizeof(small));
+  tcx_test_temp_path(".csv", big, sizeof(big));
+  file = fopen(big, "w");
+  assert_non_null(file);
+  for (int r = 0; r < BIG_SIDE; r++)
+    for (int c = 0; c < BIG_SIDE; c++)
+      fprintf(file, "%d.25%c", r * BIG_SIDE + c, c + 1 < BIG_SIDE ? ',' : '\n');
+  assert_int_equal(fclose(file), 0);
+
+  assert_int_equal(tcx_csv_convert(ctx, small, out, 0), TCX_OK);
+  check_full_disk_error(ctx, tcx_csv_convert(ctx, big, out, 0), out);
+  assert_true(tcx_test_fill_disk(*state));
+  check_full_disk_error(ctx, tcx_csv_convert(ctx, small, out, 0), out);
+  unlink(small);
+  unlink(big);
+}
+
+/* The library reports no result, even at TCX_LOG_PROGRESS: the program
+ * prints one line for a conversion. */
+static void csv_convert_logs_nothing(void **state)
+{
+  tcx_ctx *ctx = tcx_test_ctx();
+  const int level = tcx_ctx_log_level(ctx);
+  char csv[256], out[256], capture[256];
+  struct stat info;
+  int saved, descriptor, rc;
+
+  (void)state;
+  write_text("a,b\n1,2\n3,4\n", csv, sizeof(csv));
+  tcx_test_temp_path(".h5", out, sizeof(out));
+  tcx_test_temp_path(".stderr", capture, sizeof(capture));
+  tcx_ctx_set_log_level(ctx, TCX_LOG_PROGRESS);
+  fflush(stderr);
+  saved = dup(STDERR_FILENO);
+  descriptor = open(capture, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  assert_true(saved >= 0);
+  assert_true(descriptor >= 0);
+  assert_true(dup2(descriptor, STDERR_FILENO) >= 0);
+  rc = tcx_csv_convert(ctx, csv, out, -1);
+  fflush(stderr);
+  assert_true(dup2(saved, STDERR_FILENO) >= 0);
+  close(saved);
+  close(descriptor);
+  tcx_ctx_set_log_level(ctx, level);
+  assert_int_equal(rc, TCX_OK);
+  assert_int_equal(stat(capture, &info), 0);
+  assert_int_equal(info.st_size, 0);
+  unlink(capture);
+  unlink(csv);
+  unlink(out);
+}
+
 static void csv_missing_file(void **state)
 {
   tcx_ctx *ctx = tcx_test_ctx();
@@ -246,6 +419,11 @@ int main(int argc, char **argv)
       cmocka_unit_test(csv_bad_field_names_line_column),
       cmocka_unit_test(csv_rejects_malformed_tables),
       cmocka_unit_test(csv_missing_file),
+      cmocka_unit_test(csv_convert_logs_nothing),
+      cmocka_unit_test(csv_rejects_binary_input),
+      cmocka_unit_test(csv_other_separators_get_hint),
+      cmocka_unit_test_setup_teardown(csv_full_disk_keeps_old_file,
+                                      mount_small_disk, unmount_small_disk),
       cmocka_unit_test(hdf5_objects_all_closed),
   };
 

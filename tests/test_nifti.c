@@ -1,6 +1,7 @@
 /* NIfTI conversion and export. Expected values come from nifticlib's own
  * reading of the input images and from synthetic images built here with
  * known values and geometry; HDF5 output is read with plain HDF5 calls. */
+#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -536,8 +537,22 @@ static void nifti_export_rejects_bad_requests(void **state)
   assert_int_equal(tcx_nifti_convert(ctx, bold, NULL, converted), TCX_OK);
   assert_int_equal(tcx_nifti_export_labels(ctx, converted, labels, 3, out),
                    TCX_ERR_INPUT);
+  assert_non_null(strstr(tcx_ctx_message(ctx), "the model has 3 variables "
+                                                "but the reference "));
   assert_non_null(strstr(tcx_ctx_message(ctx),
-                         "3 values were given for the 40 voxels"));
+                         " has 40 voxels; use the converted file the model "
+                         "was fitted on"));
+  assert_false(file_exists(out));
+  assert_int_equal(tcx_nifti_export_labels(ctx,
+                                           TCX_TEST_DATA_DIR
+                                           "/corex_chunks_p128.h5",
+                                           labels, 40, out),
+                   TCX_ERR_INPUT);
+  assert_non_null(strstr(tcx_ctx_message(ctx),
+                         "corex_chunks_p128.h5 is not a file written by "
+                         "'tcorex convert --nifti': it has no dataset "
+                         "/grid"));
+  assert_null(strstr(tcx_ctx_message(ctx), "--dataset"));
   assert_false(file_exists(out));
   assert_int_equal(tcx_nifti_export_labels(ctx, converted, labels, 40,
                                            "/tmp/labels.img"),
@@ -546,9 +561,311 @@ static void nifti_export_rejects_bad_requests(void **state)
   assert_int_equal(tcx_nifti_export_labels(ctx, "/nonexistent/ref.h5", labels,
                                            40, out),
                    TCX_ERR_INPUT);
-  assert_non_null(strstr(tcx_ctx_message(ctx), "not found"));
+  assert_string_equal(tcx_ctx_message(ctx),
+                      "reference file /nonexistent/ref.h5 not found; check "
+                      "the path");
   unlink(bold);
   unlink(converted);
+}
+
+/* Whether voxel v of the float32 image is missing (NaN) in volume t.
+ * Voxel 41 is seen twice with different values, voxel 43 once and voxel
+ * 44 never. */
+static int float_missing(int v, int t)
+{
+  if (v == 41)
+    return t != 2 && t != 4;
+  if (v == 43)
+    return t != 2;
+  if (v == 44)
+    return 1;
+  return v % 7 == 1 && t % 2 == 0;
+}
+
+/* Value of voxel v in volume t of the float32 image; voxels with v % 3 ==
+ * 0 are constant over time. */
+static float float_value(int v, int t)
+{
+  if (float_missing(v, t))
+    return NAN;
+  return (float)(0.5 * v - 3 + 0.125 * t * (v % 3));
+}
+
+/* Fills data [NT, NVOX] with float_value(). */
+static void fill_float_data(float *data)
+{
+  for (int t = 0; t < NT; t++)
+    for (int v = 0; v < NVOX; v++)
+      data[t * NVOX + v] = float_value(v, t);
+}
+
+/* Writes a 4-D float32 image holding data [NT, NVOX] with nifticlib. */
+static void write_float_bold(const char *path, const float *data)
+{
+  const int dims[8] = {4, NX, NY, NZ, NT, 1, 1, 1};
+  nifti_image *image = nifti_make_new_nim(dims, DT_FLOAT32, 1);
+
+  assert_non_null(image);
+  memcpy(image->data, data, sizeof(float) * NT * NVOX);
+  set_synthetic_geometry(image);
+  assert_int_equal(nifti_set_filenames(image, path, 0, 1), 0);
+  nifti_image_write(image);
+  nifti_image_free(image);
+  assert_true(file_exists(path));
+}
+
+/* Stores the size bytes of value at buffer + offset, most significant
+ * byte first. */
+static void put_big_endian(unsigned char *buffer, size_t offset,
+                           const void *value, size_t size)
+{
+  const uint16_t probe = 1;
+  const int little = *(const unsigned char *)&probe == 1;
+  const unsigned char *bytes = value;
+
+  for (size_t k = 0; k < size; k++)
+    buffer[offset + k] = little ? bytes[size - 1 - k] : bytes[k];
+}
+
+/* Writes data [NT, NVOX] as a big-endian float32 NIfTI-1 file. The header
+ * is built here at the offsets of the NIfTI-1 standard, so that nifticlib
+ * has to swap every field and every voxel when it reads the file. */
+static void write_big_endian_bold(const char *path, const float *data)
+{
+  unsigned char header[352] = {0};
+  const int32_t header_size = 348;
+  const int16_t dims[8] = {4, NX, NY, NZ, NT, 1, 1, 1};
+  const int16_t datatype = DT_FLOAT32, bits = 32;
+  const float pixdim[8] = {1, 1, 1, 1, 1, 0, 0, 0}, offset = 352;
+  FILE *file = fopen(path, "wb");
+
+  assert_non_null(file);
+  put_big_endian(header, 0, &header_size, 4);
+  for (int d = 0; d < 8; d++) {
+    put_big_endian(header, 40 + 2 * (size_t)d, &dims[d], 2);
+    put_big_endian(header, 76 + 4 * (size_t)d, &pixdim[d], 4);
+  }
+  put_big_endian(header, 70, &datatype, 2);
+  put_big_endian(header, 72, &bits, 2);
+  put_big_endian(header, 108, &offset, 4);
+  memcpy(header + 344, "n+1", 4);
+  assert_int_equal(fwrite(header, 1, sizeof(header), file), sizeof(header));
+  for (int k = 0; k < NT * NVOX; k++) {
+    unsigned char bytes[4];
+
+    put_big_endian(bytes, 0, &data[k], 4);
+    assert_int_equal(fwrite(bytes, 1, 4, file), 4);
+  }
+  assert_int_equal(fclose(file), 0);
+}
+
+/* Lists in index the voxels of data [NT, NVOX] that take at least two
+ * distinct values, NaN aside, or an infinite one; returns their count. */
+static int varying_or_infinite(const float *data, int *index)
+{
+  int p = 0;
+
+  for (int v = 0; v < NVOX; v++) {
+    int selected = 0;
+
+    for (int t = 0; t < NT; t++)
+      for (int u = 0; u < NT; u++)
+        selected |= isinf(data[t * NVOX + v]) ||
+                    (!isnan(data[t * NVOX + v]) &&
+                     !isnan(data[u * NVOX + v]) &&
+                     data[t * NVOX + v] != data[u * NVOX + v]);
+    if (selected)
+      index[p++] = v;
+  }
+  return p;
+}
+
+/* Converts bold and checks that /data contains data at the selected
+ * voxels, NaN where data is NaN. */
+static void check_float_conversion(const char *bold, const float *data)
+{
+  int index[NVOX];
+  const int p = varying_or_infinite(data, index);
+  const hsize_t dims[2] = {NT, (hsize_t)p};
+  char out[256];
+  double *converted;
+
+  tcx_test_temp_path(".h5", out, sizeof(out));
+  assert_int_equal(tcx_nifti_convert(tcx_test_ctx(), bold, NULL, out),
+                   TCX_OK);
+  converted = read_h5(out, "/data", 2, dims);
+  for (int c = 0; c < p; c++)
+    for (int t = 0; t < NT; t++) {
+      const float expected = data[t * NVOX + index[c]];
+
+      if (isnan(expected))
+        assert_true(isnan(converted[t * p + c]));
+      else
+        assert_true(converted[t * p + c] == expected);
+    }
+  free(converted);
+  unlink(out);
+}
+
+/* NaN in a float32 image is a missing value: it reaches /data as NaN and
+ * does not keep a voxel out of the default mask. nifticlib's own reading
+ * would turn it into 0. */
+static void nifti_float_nan_is_missing(void **state)
+{
+  float data[NT * NVOX];
+  int index[NVOX];
+  char native[256], swapped[256];
+  int p;
+
+  (void)state;
+  fill_float_data(data);
+  p = varying_or_infinite(data, index);
+  /* Of the 40 voxels with v % 3 != 0, 43 (one value seen) and 44 (none)
+   * are out; 41 (two values seen) and 1, 8, 22, ... (NaN in even volumes)
+   * are in. */
+  assert_int_equal(p, 38);
+  tcx_test_temp_path("_float.nii.gz", native, sizeof(native));
+  tcx_test_temp_path("_big_endian.nii", swapped, sizeof(swapped));
+  write_float_bold(native, data);
+  write_big_endian_bold(swapped, data);
+  check_float_conversion(native, data);
+  check_float_conversion(swapped, data);
+  unlink(native);
+  unlink(swapped);
+}
+
+/* An infinite value is an error that names the voxel and the volume, also
+ * in a voxel that is otherwise constant. */
+static void nifti_float_infinity_is_error(void **state)
+{
+  float data[NT * NVOX];
+  char bold[256];
+
+  (void)state;
+  tcx_test_temp_path("_inf.nii", bold, sizeof(bold));
+  fill_float_data(data);
+  data[3 * NVOX + 7] = INFINITY; /* voxel 7 = (2, 1, 0), varying */
+  write_float_bold(bold, data);
+  expect_convert_error(bold, NULL,
+                       "voxel (i, j, k) = (2, 1, 0) has value inf in volume "
+                       "3 (0-based)");
+  fill_float_data(data);
+  data[0 * NVOX + 33] = -INFINITY; /* voxel 33 = (3, 2, 1), constant */
+  write_float_bold(bold, data);
+  expect_convert_error(bold, NULL,
+                       "voxel (i, j, k) = (3, 2, 1) has value -inf in volume "
+                       "0 (0-based)");
+  write_big_endian_bold(bold, data);
+  expect_convert_error(bold, NULL,
+                       "voxel (i, j, k) = (3, 2, 1) has value -inf in volume "
+                       "0 (0-based)");
+  unlink(bold);
+}
+
+/* The folder of a small tmpfs, "" when mounting was not permitted. */
+static char small_disk[256];
+
+static int mount_small_disk(void **state)
+{
+  *state = tcx_test_mount_small_disk(256, small_disk, sizeof(small_disk))
+               ? small_disk
+               : NULL;
+  return 0;
+}
+
+static int unmount_small_disk(void **state)
+{
+  (void)state;
+  tcx_test_unmount_small_disk(small_disk);
+  return 0;
+}
+
+/* Runs an export of labels to out with stderr sent to a file; returns the
+ * status and stores in *printed how many bytes reached stderr. */
+static int export_capturing_stderr(const char *converted,
+                                   const int32_t *labels, int64_t p,
+                                   const char *out, long *printed)
+{
+  char capture[256];
+  int saved, descriptor, rc;
+  struct stat info;
+
+  tcx_test_temp_path(".stderr", capture, sizeof(capture));
+  fflush(stderr);
+  saved = dup(STDERR_FILENO);
+  descriptor = open(capture, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  assert_true(saved >= 0 && descriptor >= 0);
+  assert_true(dup2(descriptor, STDERR_FILENO) >= 0);
+  rc = tcx_nifti_export_labels(tcx_test_ctx(), converted, labels, p, out);
+  fflush(stderr);
+  assert_true(dup2(saved, STDERR_FILENO) >= 0);
+  close(saved);
+  close(descriptor);
+  assert_int_equal(stat(capture, &info), 0);
+  *printed = (long)info.st_size;
+  unlink(capture);
+  return rc;
+}
+
+/* Conversion and export to a full disk fail with an output error that
+ * names the file and the system error, print nothing and keep the old
+ * files. The real example's label image (4284 bytes of data) is larger
+ * than the C library's write buffer, so the data write itself fails. */
+static void nifti_full_disk_keeps_old_files(void **state)
+{
+  const char *bold = TCX_SOURCE_DIR "/datasets/fmri_functional.nii";
+  tcx_ctx *ctx = tcx_test_ctx();
+  int32_t *labels = calloc(1071, sizeof(int32_t));
+  char converted[320], image[320], temp[330];
+  nifti_image *old;
+  long printed = -1;
+  int rc;
+
+  if (!*state)
+    skip();
+  assert_non_null(labels);
+  snprintf(converted, sizeof(converted), "%s/converted.h5",
+           (const char *)*state);
+  snprintf(image, sizeof(image), "%s/labels.nii", (const char *)*state);
+  snprintf(temp, sizeof(temp), "%s/labels.tmp.nii", (const char *)*state);
+  for (int c = 0; c < 1071; c++)
+    labels[c] = c % 5 + 1;
+  assert_int_equal(tcx_nifti_convert(ctx, bold, NULL, converted), TCX_OK);
+  assert_int_equal(export_capturing_stderr(converted, labels, 1071, image,
+                                           &printed),
+                   TCX_OK);
+  assert_int_equal(printed, 0);
+  assert_true(tcx_test_fill_disk(*state));
+
+  for (int c = 0; c < 1071; c++)
+    labels[c] = 7;
+  rc = export_capturing_stderr(converted, labels, 1071, image, &printed);
+  if (!strstr(tcx_ctx_message(ctx), "No space left on device (errno 28)"))
+    fprintf(stderr, "message: %s\n", tcx_ctx_message(ctx));
+  assert_int_equal(rc, TCX_ERR_OUTPUT);
+  assert_int_equal(printed, 0);
+  assert_non_null(strstr(tcx_ctx_message(ctx), image));
+  assert_non_null(
+      strstr(tcx_ctx_message(ctx), "No space left on device (errno 28)"));
+  assert_non_null(strstr(tcx_ctx_message(ctx), "free space"));
+  assert_false(file_exists(temp));
+  old = nifti_image_read(image, 1);
+  assert_non_null(old);
+  for (int v = 0, c = 0; v < (int)old->nvox; v++)
+    if (((const int32_t *)old->data)[v] != 0)
+      assert_int_equal(((const int32_t *)old->data)[v], c++ % 5 + 1);
+  nifti_image_free(old);
+
+  rc = tcx_nifti_convert(ctx, bold, NULL, converted);
+  if (!strstr(tcx_ctx_message(ctx), "No space left on device (errno 28)"))
+    fprintf(stderr, "message: %s\n", tcx_ctx_message(ctx));
+  assert_int_equal(rc, TCX_ERR_OUTPUT);
+  assert_non_null(strstr(tcx_ctx_message(ctx), converted));
+  snprintf(temp, sizeof(temp), "%s.tmp", converted);
+  assert_false(file_exists(temp));
+  assert_true(read_attr(converted, "repetition_time") == 2.0);
+  assert_int_equal(H5Fget_obj_count(H5F_OBJ_ALL, H5F_OBJ_ALL), 0);
+  free(labels);
 }
 
 /* Runs last: every HDF5 object opened by the tests above, on success and
@@ -574,6 +891,10 @@ int main(int argc, char **argv)
       cmocka_unit_test(nifti_export_values_round_trip),
       cmocka_unit_test(nifti_export_real_geometry),
       cmocka_unit_test(nifti_export_rejects_bad_requests),
+      cmocka_unit_test(nifti_float_nan_is_missing),
+      cmocka_unit_test(nifti_float_infinity_is_error),
+      cmocka_unit_test_setup_teardown(nifti_full_disk_keeps_old_files,
+                                      mount_small_disk, unmount_small_disk),
       cmocka_unit_test(hdf5_objects_all_closed),
   };
 

@@ -43,7 +43,11 @@ typedef struct tcx_h5_output tcx_h5_output;
 int tcx_h5_check_output_path(tcx_ctx *ctx, const char *path);
 
 /* Creates PATH.tmp (replacing an old one). Fails with TCX_ERR_OUTPUT and a
- * message naming the folder when it does not exist or is not writable. */
+ * message naming the folder when it does not exist or is not writable.
+ * The write functions below allocate the file's disk blocks before HDF5
+ * writes to them. A full disk or quota then fails on every rank with
+ * TCX_ERR_OUTPUT and a message naming PATH and the system error, and the
+ * caller calls tcx_h5_discard(). */
 int tcx_h5_create(tcx_ctx *ctx, const char *path, tcx_h5_output **out);
 
 /* Writes a dataset whose last dimension is split over ranks in the column

@@ -13,13 +13,15 @@ extern "C" {
 
 /* Converts the 4-D image bold_path (.nii or .nii.gz) to the HDF5 file
  * out_path: /data [T, p] float32 contains the time series of the p voxels
- * selected by mask_path (a 3-D image on the same grid, nonzero inside), or,
- * when mask_path is NULL, of the voxels with at least two distinct finite
- * values over time. Voxels are ordered as NIfTI stores them, i fastest,
- * then j, then k; scl_slope and scl_inter are applied. The file also holds
- * the voxel coordinates and the geometry that the export functions need
- * (docs/FORMATS.md lists every dataset). Written atomically through
- * out_path.tmp. */
+ * selected by mask_path (a 3-D image on the same grid, nonzero inside). A
+ * NULL mask_path selects the voxels with at least two distinct values over
+ * time (NaN not counted) or an infinite value. Voxels are ordered as
+ * NIfTI stores them, i fastest, then j, then k; scl_slope and scl_inter
+ * are applied. NaN is a missing value and stays NaN; an infinite value in a
+ * selected voxel fails with TCX_ERR_INPUT naming the voxel and the volume.
+ * The file also holds the voxel coordinates and the geometry that the
+ * export functions need (docs/FORMATS.md lists every dataset). Written
+ * atomically through out_path.tmp. */
 int tcx_nifti_convert(tcx_ctx *ctx, const char *bold_path,
                       const char *mask_path, const char *out_path);
 
