@@ -174,6 +174,22 @@ static void usage_errors_name_flag(void **state)
   }
 }
 
+static void missing_model_named_in_export(void **state)
+{
+  cli_fixture *fixture = *state;
+  char args[ARGS_MAX];
+  run_output out;
+
+  snprintf(args, sizeof(args),
+           "export --model %s/absent.h5 --reference %s/ref.h5 --output "
+           "%s/x.nii.gz",
+           fixture->dir, fixture->dir, fixture->dir);
+  run_cli(args, &out);
+  assert_int_equal(out.exit_code, 3);
+  assert_non_null(strstr(out.text, "model file"));
+  assert_non_null(strstr(out.text, "absent.h5 not found"));
+}
+
 static void missing_input_is_input_error(void **state)
 {
   cli_fixture *fixture = *state;
@@ -293,7 +309,9 @@ static void fmri_pipeline_two_and_three_ranks(void **state)
   run_cli(args, &out);
   assert_int_equal(out.exit_code, 0);
   /* The result is reported once, by the program; the library adds none. */
-  snprintf(expected, sizeof(expected), "convert: wrote %s from %s\n",
+  snprintf(expected, sizeof(expected),
+           "convert: wrote %s from %s: /data has 20 samples of 1071 "
+           "variables\n",
            converted, bold);
   assert_string_equal(out.text, expected);
 
@@ -484,6 +502,8 @@ int main(void)
       cmocka_unit_test(usage_errors_name_flag),
       cmocka_unit_test_setup_teardown(missing_input_is_input_error, setup_dir,
                                       teardown_dir),
+      cmocka_unit_test_setup_teardown(missing_model_named_in_export,
+                                      setup_dir, teardown_dir),
       cmocka_unit_test_setup_teardown(fmri_pipeline_two_and_three_ranks,
                                       setup_dir, teardown_dir),
       cmocka_unit_test_setup_teardown(tcorex_simulated_three_rank_counts,

@@ -11,6 +11,11 @@ extern const tcx_command tcx_command_export;
 extern const tcx_command tcx_command_simulate;
 
 
+/* Fails with TCX_ERR_INPUT, naming the file as what ("model file") and the
+ * flag, when path does not exist or is a folder. Not collective. */
+int tcx_cli_check_input(tcx_ctx *ctx, const char *flag, const char *path,
+                        const char *what);
+
 /* Fails with TCX_ERR_USAGE when output is the same file as input (same
  * device and inode, or the same path when either does not exist), so that a
  * run never overwrites its own input. Not collective. */

@@ -4,6 +4,7 @@
 
 #include "commands.h"
 #include "tcorex/csv.h"
+#include "tcorex/h5io.h"
 #include "tcorex/nifti.h"
 
 typedef struct convert_values {
@@ -44,6 +45,8 @@ static void convert_defaults(void *values)
 static int run_convert(tcx_ctx *ctx, void *values)
 {
   const convert_values *v = values;
+  int64_t dims[3] = {0, 0, 0};
+  int n_dims = 0;
   int rc = TCX_OK;
 
   TCX_CHECK((v->nifti != NULL) != (v->csv != NULL), ctx, TCX_ERR_USAGE,
@@ -58,17 +61,19 @@ static int run_convert(tcx_ctx *ctx, void *values)
                                  v->output));
   if (v->nifti) {
     TCX_TRY(tcx_nifti_convert(ctx, v->nifti, v->mask, v->output));
-    tcx_log(ctx, TCX_LOG_WARNING, "convert: wrote %s from %s", v->output,
-            v->nifti);
   } else {
     const int has_header = strcmp(v->header, "yes") == 0   ? 1
                            : strcmp(v->header, "no") == 0 ? 0
                                                           : -1;
 
     TCX_TRY(tcx_csv_convert(ctx, v->csv, v->output, has_header));
-    tcx_log(ctx, TCX_LOG_WARNING, "convert: wrote %s from %s", v->output,
-            v->csv);
   }
+  TCX_TRY(tcx_h5_dataset_shape(ctx, v->output, "/data", &n_dims, dims));
+  tcx_log(ctx, TCX_LOG_WARNING,
+          "convert: wrote %s from %s: /data has %lld samples of %lld "
+          "variables",
+          v->output, v->nifti ? v->nifti : v->csv, (long long)dims[0],
+          (long long)dims[1]);
 
 cleanup:
   return rc;

@@ -82,6 +82,9 @@ static int run_export(tcx_ctx *ctx, void *values)
                                  v->output));
   TCX_TRY(tcx_cli_check_distinct(ctx, "--reference", v->reference,
                                  "--output", v->output));
+  TCX_TRY(tcx_cli_check_input(ctx, "--model", v->model, "model file"));
+  TCX_TRY(tcx_cli_check_input(ctx, "--reference", v->reference,
+                              "reference file"));
   TCX_TRY(read_cluster_labels(ctx, v, &labels, &n_vars));
   TCX_TRY(tcx_nifti_export_labels(ctx, v->reference, labels, n_vars,
                                   v->output));

@@ -3,6 +3,21 @@
 
 #include "commands.h"
 
+int tcx_cli_check_input(tcx_ctx *ctx, const char *flag, const char *path,
+                        const char *what)
+{
+  struct stat info;
+
+  if (stat(path, &info) != 0)
+    return tcx_error(ctx, TCX_ERR_INPUT,
+                     "%s %s not found (%s %s); check the path", what, path,
+                     flag, path);
+  if (S_ISDIR(info.st_mode))
+    return tcx_error(ctx, TCX_ERR_INPUT,
+                     "%s %s is a folder (%s); pass a file", what, path, flag);
+  return TCX_OK;
+}
+
 int tcx_cli_check_distinct(tcx_ctx *ctx, const char *input_flag,
                            const char *input, const char *output_flag,
                            const char *output)
