@@ -138,6 +138,35 @@ static int tcx_h5_clean_block(tcx_ctx *ctx, tcx_block *block,
   return TCX_OK;
 }
 
+/* Returns the native memory type of a numeric dataset's stored type, at
+ * most 8 bytes wide. The caller closes *stored. */
+static int tcx_h5_stored_type(tcx_ctx *ctx, hid_t dataset, const char *path,
+                              const char *name, hid_t *stored)
+{
+  hid_t file_type = H5Dget_type(dataset);
+  int rc = TCX_OK;
+
+  *stored = -1;
+  TCX_CHECK(file_type >= 0, ctx, TCX_ERR_INPUT,
+            "%s: cannot read the type of dataset \"%s\"", path, name);
+  *stored = H5Tget_native_type(file_type, H5T_DIR_ASCEND);
+  TCX_CHECK(*stored >= 0, ctx, TCX_ERR_INPUT,
+            "%s: dataset \"%s\" has a type with no native equivalent; store "
+            "it as float32, float64 or an integer type",
+            path, name);
+  if (H5Tget_size(*stored) > sizeof(double)) {
+    H5Tclose(*stored);
+    *stored = H5Tcopy(H5T_NATIVE_DOUBLE);
+    TCX_CHECK(*stored >= 0, ctx, TCX_ERR_INTERNAL,
+              "%s: H5Tcopy failed while reading \"%s\"", path, name);
+  }
+
+cleanup:
+  if (file_type >= 0)
+    H5Tclose(file_type);
+  return rc;
+}
+
 /* Reads the rank's columns of an open input dataset into block. */
 static int tcx_h5_fill_block(tcx_ctx *ctx, hid_t dataset, int n_dims,
                              const int64_t dims[3],
@@ -148,16 +177,30 @@ static int tcx_h5_fill_block(tcx_ctx *ctx, hid_t dataset, int n_dims,
   const int size = tcx_ctx_size(ctx);
   const int64_t n_vars = block->n_vars;
   const int64_t max_local = n_vars / size + (n_vars % size != 0);
-  hid_t transfer = -1;
+  hid_t transfer = -1, stored = -1;
   double marker = 0;
   int rc = TCX_OK;
 
   TCX_TRY(tcx_ctx_agree(ctx, tcx_h5_create_transfer(ctx, 0, path,
                                                      &transfer)));
-  rc = tcx_h5_transfer_columns(ctx, dataset, transfer, H5T_NATIVE_DOUBLE, 0,
-                               n_dims, dims, block->col_begin,
-                               block->n_local, max_local,
-                               max_transfer_bytes, block->data, path, name);
+  TCX_TRY(tcx_ctx_agree(ctx, tcx_h5_stored_type(ctx, dataset, path, name,
+                                                 &stored)));
+  /* Reading in the stored type keeps the MPI-IO transfer collective: HDF5
+   * 1.10 falls back to independent I/O when it converts types during a
+   * collective read. The block is then widened to double in place, which
+   * fits because no stored type is wider than 8 bytes. */
+  rc = tcx_h5_transfer_columns(ctx, dataset, transfer, stored, 0, n_dims,
+                               dims, block->col_begin, block->n_local,
+                               max_local, max_transfer_bytes, block->data,
+                               path, name);
+  if (rc == TCX_OK && H5Tequal(stored, H5T_NATIVE_DOUBLE) <= 0 &&
+      H5Tconvert(stored, H5T_NATIVE_DOUBLE,
+                 (size_t)(block->n_rows * block->n_local), block->data, NULL,
+                 H5P_DEFAULT) < 0)
+    rc = tcx_error(ctx, TCX_ERR_INPUT,
+                   "%s: converting dataset \"%s\" to double failed; store it "
+                   "as float32, float64 or an integer type",
+                   path, name);
   TCX_TRY(tcx_ctx_agree(ctx, rc));
   if (options && options->has_missing)
     rc = tcx_h5_marker_in_file_type(ctx, dataset, path,
@@ -167,6 +210,7 @@ static int tcx_h5_fill_block(tcx_ctx *ctx, hid_t dataset, int n_dims,
                             marker, path, name);
 
 cleanup:
+  rc = tcx_h5_close(ctx, rc, stored, path);
   rc = tcx_h5_close(ctx, rc, transfer, path);
   return tcx_ctx_agree(ctx, rc);
 }
