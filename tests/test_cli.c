@@ -149,7 +149,12 @@ static void usage_errors_name_flag(void **state)
       {"fit --input a.h5 --output b.h5 --factors 2 -q -v",
        "at most one of --quiet and --verbose"},
       {"fit --input a.h5 --output b.h5 --factors 2 --missing inf",
-       "expected a finite number"},
+       "inf is not finite; expected a finite number"},
+      {"fit --input a.h5 --output b.h5 --factors 2 --reg-type sigma --l1 1",
+       "--reg-type sigma supports --l2 only"},
+      {"fit --input a.h5 --output b.h5 --factors 2 --optimizer fista "
+       "--reg-type mi --l1 1",
+       "--optimizer fista handles --l1 only with --reg-type weights"},
       {"fit --input a.h5 --output b.h5 --factors 99999999999999999999",
        "is out of range"},
       {"fit --input a.h5 --output b.h5 --factors 2 --gamma 0",
@@ -188,6 +193,48 @@ static void missing_model_named_in_export(void **state)
   assert_int_equal(out.exit_code, 3);
   assert_non_null(strstr(out.text, "model file"));
   assert_non_null(strstr(out.text, "absent.h5 not found"));
+}
+
+/* A [T, p] input fitted with --periods is scored with the same split, read
+ * from the model: 30 rows in 4 periods are 7, 7, 7 and 9 rows. */
+static void score_reuses_fit_periods(void **state)
+{
+  cli_fixture *fixture = *state;
+  char args[ARGS_MAX], csv[512], data[512], model[512];
+  FILE *file;
+  run_output out;
+
+  snprintf(csv, sizeof(csv), "%s/table.csv", fixture->dir);
+  snprintf(data, sizeof(data), "%s/table.h5", fixture->dir);
+  snprintf(model, sizeof(model), "%s/model.h5", fixture->dir);
+  file = fopen(csv, "w");
+  assert_non_null(file);
+  fprintf(file, "a,b,c,d,e\n");
+  for (int r = 0; r < 30; r++)
+    fprintf(file, "%d,%d,%d,%d,%d\n", (r * 7) % 11, (r * 5) % 13 + r % 3,
+            (r * r) % 17, (r * 3) % 7 + (r * 7) % 11, r % 5);
+  fclose(file);
+
+  snprintf(args, sizeof(args), "convert --csv %s --output %s", csv, data);
+  run_cli(args, &out);
+  assert_int_equal(out.exit_code, 0);
+  snprintf(args, sizeof(args),
+           "fit --input %s --factors 2 --periods 4 --max-iter 50 --output %s",
+           data, model);
+  run_cli(args, &out);
+  assert_int_equal(out.exit_code, 0);
+  snprintf(args, sizeof(args), "score --model %s --input %s", model, data);
+  run_cli(args, &out);
+  assert_int_equal(out.exit_code, 0);
+  assert_non_null(strstr(out.text, "\n2\t7\t"));
+  assert_non_null(strstr(out.text, "\n3\t9\t"));
+  assert_non_null(strstr(out.text, "mean\t30\t"));
+
+  snprintf(args, sizeof(args), "export --model %s --reference %s --output "
+           "%s/x.nii", data, data, fixture->dir);
+  run_cli(args, &out);
+  assert_int_equal(out.exit_code, 3);
+  assert_non_null(strstr(out.text, "is not a model written by 'tcorex fit'"));
 }
 
 static void missing_input_is_input_error(void **state)
@@ -504,6 +551,8 @@ int main(void)
                                       teardown_dir),
       cmocka_unit_test_setup_teardown(missing_model_named_in_export,
                                       setup_dir, teardown_dir),
+      cmocka_unit_test_setup_teardown(score_reuses_fit_periods, setup_dir,
+                                      teardown_dir),
       cmocka_unit_test_setup_teardown(fmri_pipeline_two_and_three_ranks,
                                       setup_dir, teardown_dir),
       cmocka_unit_test_setup_teardown(tcorex_simulated_three_rank_counts,

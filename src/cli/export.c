@@ -71,6 +71,22 @@ cleanup:
   return rc;
 }
 
+/* Fails unless path carries the root attribute format = "tcorex-model". */
+static int check_model_file(tcx_ctx *ctx, const char *path)
+{
+  char format[64] = "";
+  int rc = tcx_h5_read_attr_string(ctx, path, "format", format,
+                                   sizeof(format));
+
+  if (rc != TCX_OK || strcmp(format, "tcorex-model") != 0)
+    return tcx_error(ctx, TCX_ERR_INPUT,
+                     "model file %s is not a model written by 'tcorex fit' "
+                     "(no root attribute format = \"tcorex-model\"); pass "
+                     "the --output of a fit",
+                     path);
+  return TCX_OK;
+}
+
 static int run_export(tcx_ctx *ctx, void *values)
 {
   const export_values *v = values;
@@ -85,6 +101,7 @@ static int run_export(tcx_ctx *ctx, void *values)
   TCX_TRY(tcx_cli_check_input(ctx, "--model", v->model, "model file"));
   TCX_TRY(tcx_cli_check_input(ctx, "--reference", v->reference,
                               "reference file"));
+  TCX_TRY(check_model_file(ctx, v->model));
   TCX_TRY(read_cluster_labels(ctx, v, &labels, &n_vars));
   TCX_TRY(tcx_nifti_export_labels(ctx, v->reference, labels, n_vars,
                                   v->output));

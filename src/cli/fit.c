@@ -40,7 +40,8 @@ static const tcx_option_spec fit_options[] = {
      NULL, 0},
     {"--gaussianize", TCX_OPT_CHOICE, FIT_FIELD(gaussianize), "MODE",
      "linear CorEx preprocessing: standard, outliers (squash |z| > 4) or "
-     "none (default standard)",
+     "none, for data already standardised to unit variance (default "
+     "standard)",
      0, 0, 0, 0, "standard|outliers|none", 0},
     {"--missing", TCX_OPT_DOUBLE, FIT_FIELD(missing), "V",
      "treat values equal to V as missing (NaN is always missing)", -INFINITY,
@@ -141,10 +142,13 @@ static int check_fit_request(tcx_ctx *ctx, const fit_values *v,
             "%s:%s has %lld row(s); a fit needs at least 2 samples",
             v->input, v->dataset, (long long)block->n_rows);
   TCX_CHECK(strcmp(v->method, "tcorex") != 0 || block->n_periods > 1 ||
-                v->periods > 1 || v->period_length > 0,
+                v->periods > 1 ||
+                (v->period_length > 0 && v->period_length < block->n_rows),
             ctx, TCX_ERR_USAGE,
-            "--method tcorex needs several periods: give a [nt, ns, p] "
-            "dataset, --periods or --period-length");
+            "--method tcorex needs at least 2 periods: give a [nt, ns, p] "
+            "dataset, --periods NT with NT >= 2 or a --period-length shorter "
+            "than the %lld rows",
+            (long long)block->n_rows);
 
 cleanup:
   return rc;
@@ -157,12 +161,34 @@ static int check_fit_options(tcx_ctx *ctx, const fit_values *v)
 
   TCX_CHECK(!(v->periods > 0 && v->period_length > 0), ctx, TCX_ERR_USAGE,
             "give at most one of --periods and --period-length");
+  TCX_CHECK(!(strcmp(v->reg_type, "sigma") == 0 && v->l1 > 0), ctx,
+            TCX_ERR_USAGE,
+            "--reg-type sigma supports --l2 only: its L1 penalty needs all "
+            "p^2 covariance entries. Use --l1 0, or --reg-type weights or mi");
+  TCX_CHECK(!(strcmp(v->optimizer, "fista") == 0 && v->l1 > 0 &&
+              strcmp(v->reg_type, "weights") != 0),
+            ctx, TCX_ERR_USAGE,
+            "--optimizer fista handles --l1 only with --reg-type weights; use "
+            "--optimizer adam, or --l1 0");
   TCX_TRY(tcx_cli_check_distinct(ctx, "--input", v->input, "--output",
                                  v->output));
   TCX_TRY(tcx_h5_check_output_path(ctx, v->output));
 
 cleanup:
   return rc;
+}
+
+/* Warns when options that only T-CorEx reads were given to a linear fit. */
+static void warn_unused_tcorex_options(tcx_ctx *ctx, const fit_values *v)
+{
+  if (v->l1 > 0 || v->l2 > 0 || v->gamma != 0.5 ||
+      strcmp(v->reg_type, "weights") != 0 || v->weighted_objective ||
+      v->max_samples > 0 || v->no_init || strcmp(v->optimizer, "adam") != 0 ||
+      !isnan(v->learning_rate))
+    tcx_log(ctx, TCX_LOG_WARNING,
+            "tcorex: warning: fitting linear CorEx (one period), so --l1, "
+            "--l2, --gamma, --reg-type, --weighted-objective, --max-samples, "
+            "--no-init, --optimizer and --learning-rate have no effect");
 }
 
 static int run_fit(tcx_ctx *ctx, void *values)
@@ -186,9 +212,14 @@ static int run_fit(tcx_ctx *ctx, void *values)
           (long long)block->n_rows, (long long)block->n_vars,
           block->n_periods, v->input, v->dataset, tcx_ctx_size(ctx));
 
-  if (strcmp(v->method, "linear") == 0 || block->n_periods == 1)
+  if (strcmp(v->method, "linear") == 0 || block->n_periods == 1) {
+    warn_unused_tcorex_options(ctx, v);
+    if (block->n_periods > 1)
+      tcx_log(ctx, TCX_LOG_WARNING,
+              "tcorex: warning: linear CorEx pools the %d periods into one",
+              block->n_periods);
     TCX_TRY(tcx_cli_fit_linear(ctx, v, block, &model));
-  else
+  } else
     TCX_TRY(tcx_cli_fit_tcorex(ctx, v, block, &model));
   TCX_TRY(tcx_cli_fit_attributes(ctx, v, block, model));
   TCX_TRY(tcx_model_set_double(ctx, model, "seconds", tcx_time() - start));

@@ -24,8 +24,7 @@ static void print_main_help(void)
   printf("\nRun 'tcorex COMMAND --help' for the options of a command.\n"
          "Options: --help, --version.\n\n"
          "Exit codes: 0 success, 1 internal or MPI error, 2 usage error, 3 "
-         "input error,\n4 output error, 5 numerical failure, 75 interrupted "
-         "after a checkpoint.\n");
+         "input error,\n4 output error, 5 numerical failure.\n");
 }
 
 static const tcx_command *find_command(const char *name)

@@ -76,10 +76,14 @@ static int parse_number(tcx_ctx *ctx, const tcx_option_spec *spec,
                        spec->name, text, range);
   } else {
     value = strtod(text, &end);
-    if (end == text || *end != '\0' || !isfinite(value))
+    if (end == text || *end != '\0')
       return tcx_error(ctx, TCX_ERR_USAGE,
-                       "invalid value for %s: '%s' is not a finite number; "
-                       "expected %s",
+                       "invalid value for %s: '%s' is not a number; expected "
+                       "%s",
+                       spec->name, text, range);
+    if (!isfinite(value))
+      return tcx_error(ctx, TCX_ERR_USAGE,
+                       "invalid value for %s: %s is not finite; expected %s",
                        spec->name, text, range);
     /* strtod sets ERANGE on underflow too (1e-400 becomes 0 or a
      * subnormal), so only an overflow is out of range here. */

@@ -18,6 +18,8 @@ typedef struct score_values {
   const char *dataset;
   double missing; /* NaN: no marker */
   int zero_mean;
+  int64_t periods;
+  int64_t period_length;
 } score_values;
 
 static const tcx_option_spec score_options[] = {
@@ -32,6 +34,13 @@ static const tcx_option_spec score_options[] = {
      "treat values equal to V as missing (NaN is always missing); missing "
      "values are replaced by the model's mean",
      -INFINITY, INFINITY, 0, 0, NULL, 0},
+    {"--periods", TCX_OPT_INT, offsetof(score_values, periods), "NT",
+     "split a [T, p] input into NT periods as 'tcorex fit --periods' does "
+     "(default: the split the model was fitted with)",
+     1, 1e9, 0, 0, NULL, 0},
+    {"--period-length", TCX_OPT_INT, offsetof(score_values, period_length),
+     "L", "split a [T, p] input into periods of L rows", 1, 1e15, 0, 0, NULL,
+     0},
     {"--zero-mean", TCX_OPT_FLAG, offsetof(score_values, zero_mean), NULL,
      "score the data as zero-mean instead of subtracting the model's means",
      0, 0, 0, 0, NULL, 0},
@@ -68,6 +77,33 @@ static int64_t center_rows(double *rows, int64_t n_rows, int64_t n_local,
   return n_missing;
 }
 
+/* Splits a [T, p] input of a model with several periods: by --periods or
+ * --period-length when given, otherwise as the model's fit split its input
+ * (its period_length attribute, or equal blocks). */
+static int split_input(tcx_ctx *ctx, const score_values *v,
+                       const tcx_model *model, tcx_block *block)
+{
+  double fitted_length = 0.0;
+  int rc = TCX_OK;
+
+  if (v->periods > 0 || v->period_length > 0) {
+    TCX_CHECK(!(v->periods > 0 && v->period_length > 0), ctx, TCX_ERR_USAGE,
+              "give at most one of --periods and --period-length");
+    return tcx_block_split_periods(ctx, block, v->periods, v->period_length);
+  }
+  if (block->n_periods > 1 || model->n_periods == 1)
+    return TCX_OK;
+  if (tcx_h5_read_attr_double(ctx, v->model, "period_length",
+                              &fitted_length) != TCX_OK)
+    fitted_length = 0.0;
+  if (fitted_length > 0)
+    return tcx_block_split_periods(ctx, block, 0, (int64_t)fitted_length);
+  return tcx_block_split_periods(ctx, block, model->n_periods, 0);
+
+cleanup:
+  return rc;
+}
+
 static int check_shapes(tcx_ctx *ctx, const score_values *v,
                         const tcx_model *model, const tcx_block *block)
 {
@@ -102,6 +138,7 @@ static int run_score(tcx_ctx *ctx, void *values)
 
   TCX_TRY(tcx_model_read(ctx, v->model, &model));
   TCX_TRY(tcx_h5_read_block(ctx, v->input, &read, &block));
+  TCX_TRY(tcx_ctx_agree(ctx, split_input(ctx, v, model, block)));
   TCX_TRY(tcx_ctx_agree(ctx, check_shapes(ctx, v, model, block)));
   TCX_TRY(tcx_calloc(ctx, model->n_factors * model->n_local, sizeof(double),
                      "covariance factor", &l));
@@ -153,7 +190,7 @@ const tcx_command tcx_command_score = {
     "score",
     "Print the mean negative log-likelihood per sample of held-out data.",
     "mpirun -n N tcorex score --model MODEL.h5 --input D.h5 [--dataset NAME] "
-    "[--missing V] [--zero-mean]",
+    "[--missing V] [--periods NT | --period-length L] [--zero-mean]",
     score_options,
     run_score,
     sizeof(score_values),
