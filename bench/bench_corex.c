@@ -105,8 +105,8 @@ static int bench_one(tcx_ctx *ctx, int64_t p, int64_t n, int64_t m,
   TCX_TRY(tcx_corex_fit(ctx, &options, x, n, n_local, col_begin, p, &result));
   seconds = MPI_Wtime() - start;
 
-  /* Flop model of one iteration with the incremental line search
-   * (4 n p m + 8 p m^2 + trials (4 p m^2 + 2 n m^2)); trials counted by the
+  /* Flop model of the incremental line search: 4 n p m + 8 p m^2 per
+   * iteration plus 4 p m^2 + 2 n m^2 per trial, with trials counted by the
    * fit. */
   flops = (4.0 * n * p * m + 8.0 * p * m * m) * (double)result.iterations +
           (4.0 * p * m * m + 2.0 * n * m * m) * (double)result.trials;

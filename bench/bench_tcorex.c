@@ -62,7 +62,7 @@ cleanup:
 static int bench_one(tcx_ctx *ctx, int64_t p, int64_t iterations)
 {
   const int size = tcx_ctx_size(ctx), rank = tcx_ctx_rank(ctx);
-  const int64_t m = p / 16 < 64 ? (p / 16 > 0 ? p / 16 : 1) : 64;
+  int64_t m = p / 16;
   tcx_simulate_options sim;
   tcx_tcorex_options options;
   tcx_tcorex_result result = {0};
@@ -75,6 +75,10 @@ static int bench_one(tcx_ctx *ctx, int64_t p, int64_t iterations)
   struct rusage usage;
   int rc = TCX_OK;
 
+  if (m < 1)
+    m = 1;
+  if (m > 64)
+    m = 64;
   tcx_simulate_options_default(&sim);
   sim.n_vars = p;
   sim.n_factors = m;

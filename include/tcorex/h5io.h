@@ -1,5 +1,5 @@
 /* Parallel HDF5 input and output. Every function here is collective on the
- * context's communicator unless it says otherwise. Files open with the MPI-IO
+ * context's communicator unless its comment states otherwise. Files open with the MPI-IO
  * driver; HDF5's automatic error printing is off and each failure becomes one
  * tcorex error naming the file and dataset. */
 #ifndef TCOREX_H5IO_H
@@ -52,7 +52,7 @@ int tcx_h5_create(tcx_ctx *ctx, const char *path, tcx_h5_output **out);
 
 /* Writes a dataset whose last dimension is split over ranks in the column
  * blocks of tcx_partition(). dims has n_dims entries (1 to 3) and
- * dims[n_dims - 1] = p; local holds this rank's [dims[0], ..., n_local]
+ * dims[n_dims - 1] = p; local contains this rank's [dims[0], ..., n_local]
  * slab in row-major order. type is TCX_H5_DOUBLE, TCX_H5_FLOAT or
  * TCX_H5_INT32 and gives both the memory and the file type. Intermediate
  * groups in name are created. */
@@ -62,7 +62,7 @@ int tcx_h5_write_columns(tcx_ctx *ctx, tcx_h5_output *out, const char *name,
                          int64_t col_begin, int64_t n_local,
                          const void *local);
 
-/* Writes a small dataset that every rank holds identically (only rank 0's
+/* Writes a small dataset of which every rank has an identical copy (only rank 0's
  * copy is written). */
 int tcx_h5_write_replicated(tcx_ctx *ctx, tcx_h5_output *out,
                             const char *name, int type, int n_dims,
