@@ -173,4 +173,17 @@ int tcx_h5_read_block_batched(tcx_ctx *ctx, const char *path,
                               const tcx_read_options *options,
                               int64_t max_transfer_bytes, tcx_block **block);
 
+/* The write steps of h5io_write.c, shared with h5io_dense.c. The
+ * comments at their definitions give the details. Collective unless the
+ * output is serial. */
+int tcx_h5_output_agree(tcx_ctx *ctx, const tcx_h5_output *out, int rc);
+int tcx_h5_reserve_and_agree(tcx_ctx *ctx, tcx_h5_output *out,
+                             hid_t dataset, const char *name, int64_t extra,
+                             int rc);
+int tcx_h5_create_dataset(tcx_ctx *ctx, tcx_h5_output *out,
+                          const char *name, hid_t file_type, int n_dims,
+                          const int64_t *dims, int chunked, hid_t *dataset);
+int tcx_h5_close_dataset(tcx_ctx *ctx, int rc, hid_t dataset,
+                         const tcx_h5_output *out, const char *name);
+
 #endif

@@ -11,8 +11,7 @@
 #include "h5io_internal.h"
 
 /* In serial mode one rank works alone and has no other rank to agree with. */
-static int tcx_h5_output_agree(tcx_ctx *ctx, const tcx_h5_output *out,
-                               int rc)
+int tcx_h5_output_agree(tcx_ctx *ctx, const tcx_h5_output *out, int rc)
 {
   return out->serial ? rc : tcx_ctx_agree(ctx, rc);
 }
@@ -107,9 +106,9 @@ cleanup:
 
 /* Reserves disk space on the writer rank (see tcx_h5_reserve_space()),
  * then agrees. Collective unless serial. */
-static int tcx_h5_reserve_and_agree(tcx_ctx *ctx, tcx_h5_output *out,
-                                    hid_t dataset, const char *name,
-                                    int64_t extra, int rc)
+int tcx_h5_reserve_and_agree(tcx_ctx *ctx, tcx_h5_output *out,
+                             hid_t dataset, const char *name, int64_t extra,
+                             int rc)
 {
   if (rc == TCX_OK && tcx_h5_is_writer(ctx, out))
     rc = tcx_h5_reserve_space(ctx, out, dataset, name, extra);
@@ -243,10 +242,9 @@ cleanup:
  * is allocated at once (H5D_ALLOC_TIME_EARLY), and disk space for it is
  * reserved before, so that the dataset's header and chunk index land in
  * reserved blocks. Collective unless serial. */
-static int tcx_h5_create_dataset(tcx_ctx *ctx, tcx_h5_output *out,
-                                 const char *name, hid_t file_type,
-                                 int n_dims, const int64_t *dims, int chunked,
-                                 hid_t *dataset)
+int tcx_h5_create_dataset(tcx_ctx *ctx, tcx_h5_output *out,
+                          const char *name, hid_t file_type, int n_dims,
+                          const int64_t *dims, int chunked, hid_t *dataset)
 {
   hsize_t extent[3], chunk[3];
   hid_t space = -1, link_list = -1, create_list = -1;
@@ -294,8 +292,8 @@ cleanup:
 /* Closes a dataset of the output. Closing flushes cached chunks and
  * metadata, so a failure means that data may be missing from the file: an
  * output error. */
-static int tcx_h5_close_dataset(tcx_ctx *ctx, int rc, hid_t dataset,
-                                const tcx_h5_output *out, const char *name)
+int tcx_h5_close_dataset(tcx_ctx *ctx, int rc, hid_t dataset,
+                         const tcx_h5_output *out, const char *name)
 {
   char detail[256];
 

@@ -6,6 +6,7 @@
 #define TCOREX_H5IO_H
 
 #include "tcorex/block.h"
+#include "tcorex/dense.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -103,6 +104,23 @@ int tcx_h5_read_attr_string(tcx_ctx *ctx, const char *path, const char *name,
                             char *value, size_t value_size);
 int tcx_h5_read_attr_double(tcx_ctx *ctx, const char *path, const char *name,
                             double *value);
+
+/* Writes the block-cyclic matrix a as dataset name of a parallel output:
+ * shape [n_rows, n_cols] when n_slices is 0, otherwise slice slice of
+ * [n_slices, n_rows, n_cols], created (contiguous, float64) when slice is
+ * 0 and reopened for the later slices. Each rank writes its own blocks
+ * with collective hyperslab writes. The file stores entry (i, j) at
+ * position [j, i], the order of ScaLAPACK's column-major local arrays;
+ * for the symmetric matrices that tcorex writes this is the matrix itself.
+ * a is not changed (it is not const because HDF5 takes the buffer). */
+int tcx_h5_write_dense(tcx_ctx *ctx, tcx_h5_output *out, const char *name,
+                       int64_t n_slices, int64_t slice, tcx_dense *a);
+
+/* Reads slice slice (0 for a 2-D dataset) of a dataset written by
+ * tcx_h5_write_dense() into a, which fixes the shape that the file must
+ * have. Any block size and rank count can read the file. */
+int tcx_h5_read_dense(tcx_ctx *ctx, const char *path, const char *name,
+                      int64_t slice, tcx_dense *a);
 
 #ifdef __cplusplus
 }
