@@ -1,5 +1,6 @@
 /* tcorex score: mean Gaussian negative log-likelihood per sample of held-out
- * data under each period's low-rank plus diagonal covariance. */
+ * data under each period's low-rank plus diagonal covariance, or under the
+ * dense covariances of a model written by 'tcorex baseline'. */
 #include <math.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -8,6 +9,7 @@
 
 #include "commands.h"
 #include "tcorex/block.h"
+#include "tcorex/dense.h"
 #include "tcorex/h5io.h"
 #include "tcorex/lowrank.h"
 #include "tcorex/model.h"
@@ -24,7 +26,8 @@ typedef struct score_values {
 
 static const tcx_option_spec score_options[] = {
     {"--model", TCX_OPT_STRING, offsetof(score_values, model), "FILE",
-     "model file written by 'tcorex fit'", 0, 0, 0, 0, NULL, 1},
+     "model file written by 'tcorex fit' or 'tcorex baseline'", 0, 0, 0, 0,
+     NULL, 1},
     {"--input", TCX_OPT_STRING, offsetof(score_values, input), "FILE",
      "HDF5 file with held-out data, [T, p] or [nt, ns, p]", 0, 0, 0, 0, NULL,
      1},
@@ -80,8 +83,8 @@ static int64_t center_rows(double *rows, int64_t n_rows, int64_t n_local,
 /* Splits a [T, p] input of a model with several periods: by --periods or
  * --period-length when given, otherwise as the model's fit split its input
  * (its period_length attribute, or equal blocks). */
-static int split_input(tcx_ctx *ctx, const score_values *v,
-                       const tcx_model *model, tcx_block *block)
+static int split_input(tcx_ctx *ctx, const score_values *v, int n_periods,
+                       tcx_block *block)
 {
   double fitted_length = 0.0;
   int rc = TCX_OK;
@@ -91,37 +94,137 @@ static int split_input(tcx_ctx *ctx, const score_values *v,
               "give at most one of --periods and --period-length");
     return tcx_block_split_periods(ctx, block, v->periods, v->period_length);
   }
-  if (block->n_periods > 1 || model->n_periods == 1)
+  if (block->n_periods > 1 || n_periods == 1)
     return TCX_OK;
   if (tcx_h5_read_attr_double(ctx, v->model, "period_length",
                               &fitted_length) != TCX_OK)
     fitted_length = 0.0;
   if (fitted_length > 0)
     return tcx_block_split_periods(ctx, block, 0, (int64_t)fitted_length);
-  return tcx_block_split_periods(ctx, block, model->n_periods, 0);
+  return tcx_block_split_periods(ctx, block, n_periods, 0);
 
 cleanup:
   return rc;
 }
 
-static int check_shapes(tcx_ctx *ctx, const score_values *v,
-                        const tcx_model *model, const tcx_block *block)
+static int check_shapes(tcx_ctx *ctx, const score_values *v, int n_periods,
+                        int64_t n_vars, const tcx_block *block)
 {
   int rc = TCX_OK;
 
-  TCX_CHECK(block->n_vars == model->n_vars, ctx, TCX_ERR_INPUT,
+  TCX_CHECK(block->n_vars == n_vars, ctx, TCX_ERR_INPUT,
             "%s:%s has %lld variables but the model %s has %lld; score data "
             "with the variables the model was fitted on",
             v->input, v->dataset, (long long)block->n_vars, v->model,
-            (long long)model->n_vars);
-  TCX_CHECK(model->n_periods == 1 || model->n_periods == block->n_periods,
-            ctx, TCX_ERR_INPUT,
+            (long long)n_vars);
+  TCX_CHECK(n_periods == 1 || n_periods == block->n_periods, ctx,
+            TCX_ERR_INPUT,
             "%s:%s has %d period(s) but the model %s has %d; give the held-out "
             "data as [nt, ns, p] with one block per model period",
-            v->input, v->dataset, block->n_periods, v->model,
-            model->n_periods);
+            v->input, v->dataset, block->n_periods, v->model, n_periods);
 
 cleanup:
+  return rc;
+}
+
+/* Returns 1 when path is a dense model written by 'tcorex baseline'. A
+ * missing or unreadable file returns 0, and the low-rank path reports it. */
+static int is_dense_model(tcx_ctx *ctx, const char *path)
+{
+  char format[64] = "";
+
+  if (tcx_h5_read_attr_string(ctx, path, "format", format, sizeof(format)) !=
+      TCX_OK)
+    return 0;
+  return strcmp(format, "tcorex-dense-model") == 0;
+}
+
+/* Reads the period count, variable count and this rank's columns of /mean
+ * of a dense model. */
+static int read_dense_header(tcx_ctx *ctx, const char *path, int *n_periods,
+                             int64_t *n_vars, int64_t *col_begin,
+                             int64_t *n_local, double **mean)
+{
+  double periods = 0.0, vars = 0.0;
+  int64_t dims[2];
+  int rc = TCX_OK;
+
+  TCX_TRY(tcx_h5_read_attr_double(ctx, path, "n_periods", &periods));
+  TCX_TRY(tcx_h5_read_attr_double(ctx, path, "n_vars", &vars));
+  TCX_CHECK(periods >= 1 && vars >= 1, ctx, TCX_ERR_INPUT,
+            "dense model %s has n_periods = %g and n_vars = %g; rewrite it "
+            "with 'tcorex baseline'",
+            path, periods, vars);
+  *n_periods = (int)periods;
+  *n_vars = (int64_t)vars;
+  TCX_TRY(tcx_partition(ctx, *n_vars, tcx_ctx_size(ctx), tcx_ctx_rank(ctx),
+                        col_begin, n_local));
+  dims[0] = *n_periods;
+  dims[1] = *n_vars;
+  TCX_TRY(tcx_h5_read_columns(ctx, path, "/mean", 2, dims, *col_begin,
+                              *n_local, mean));
+
+cleanup:
+  return rc;
+}
+
+/* Scores held-out data under a dense model: per period, the covariance is
+ * read into the block-cyclic layout and factorised with PDPOTRF. */
+static int run_score_dense(tcx_ctx *ctx, const score_values *v)
+{
+  const tcx_read_options read = {v->dataset, !isnan(v->missing), v->missing};
+  int64_t n_vars = 0, col_begin = 0, n_local = 0;
+  int64_t n_missing = 0, n_missing_all = 0;
+  int n_periods = 0;
+  tcx_block *block = NULL;
+  tcx_grid *grid = NULL;
+  tcx_dense *a = NULL;
+  double *mean = NULL, total = 0.0;
+  int rc = TCX_OK;
+
+  TCX_TRY(read_dense_header(ctx, v->model, &n_periods, &n_vars, &col_begin,
+                            &n_local, &mean));
+  TCX_TRY(tcx_h5_read_block(ctx, v->input, &read, &block));
+  TCX_TRY(tcx_ctx_agree(ctx, split_input(ctx, v, n_periods, block)));
+  TCX_TRY(tcx_ctx_agree(ctx, check_shapes(ctx, v, n_periods, n_vars, block)));
+  TCX_TRY(tcx_grid_create(ctx, TCX_DENSE_BLOCK_SIZE, &grid));
+  TCX_TRY(tcx_dense_create(ctx, grid, n_vars, n_vars, &a));
+
+  if (tcx_ctx_rank(ctx) == 0)
+    printf("period\tsamples\tnll\n");
+  for (int t = 0; t < block->n_periods; t++) {
+    const int s = n_periods == 1 ? 0 : t;
+    const int64_t first = block->period_begin[t];
+    const int64_t n_rows = block->period_begin[t + 1] - first;
+    double *rows = block->data + first * n_local;
+    double nll = 0.0;
+
+    n_missing += center_rows(rows, n_rows, n_local, mean + s * n_local,
+                             v->zero_mean);
+    TCX_TRY(tcx_h5_read_dense(ctx, v->model, "/covariance", s, a));
+    TCX_TRY(tcx_dense_nll(ctx, a, n_rows, n_local, rows, &nll));
+    total += nll;
+    if (tcx_ctx_rank(ctx) == 0)
+      printf("%d\t%lld\t%.6f\n", t, (long long)n_rows, nll);
+  }
+  TCX_TRY_MPI(ctx, MPI_Allreduce(&n_missing, &n_missing_all, 1, MPI_INT64_T,
+                                 MPI_SUM, tcx_ctx_comm(ctx)));
+  if (n_missing_all > 0)
+    tcx_log(ctx, TCX_LOG_WARNING,
+            "tcorex: warning: %lld missing value(s) in %s:%s were replaced by "
+            "the model's mean; the NLL is then lower than on complete data",
+            (long long)n_missing_all, v->input, v->dataset);
+  if (tcx_ctx_rank(ctx) == 0) {
+    printf("mean\t%lld\t%.6f\n", (long long)block->n_rows,
+           total / block->n_periods);
+    fflush(stdout);
+  }
+
+cleanup:
+  tcx_dense_destroy(&a);
+  tcx_grid_destroy(&grid);
+  tcx_block_destroy(&block);
+  free(mean);
   return rc;
 }
 
@@ -136,10 +239,13 @@ static int run_score(tcx_ctx *ctx, void *values)
   double total = 0.0;
   int rc = TCX_OK;
 
+  if (is_dense_model(ctx, v->model))
+    return run_score_dense(ctx, v);
   TCX_TRY(tcx_model_read(ctx, v->model, &model));
   TCX_TRY(tcx_h5_read_block(ctx, v->input, &read, &block));
-  TCX_TRY(tcx_ctx_agree(ctx, split_input(ctx, v, model, block)));
-  TCX_TRY(tcx_ctx_agree(ctx, check_shapes(ctx, v, model, block)));
+  TCX_TRY(tcx_ctx_agree(ctx, split_input(ctx, v, model->n_periods, block)));
+  TCX_TRY(tcx_ctx_agree(
+      ctx, check_shapes(ctx, v, model->n_periods, model->n_vars, block)));
   TCX_TRY(tcx_calloc(ctx, model->n_factors * model->n_local, sizeof(double),
                      "covariance factor", &l));
   TCX_TRY(tcx_calloc(ctx, model->n_local, sizeof(double), "diagonal", &d));
