@@ -216,7 +216,7 @@ void tcx_dense_destroy(tcx_dense **matrix)
   *matrix = NULL;
 }
 
-/* Computes byte displacements from counts and checks that every count and
+/* Computes element displacements from counts and checks that every count and
  * displacement fits MPI's int. Local. */
 static int exchange_offsets(tcx_ctx *ctx, const int64_t *counts, int size,
                             int *int_counts, int *offsets)

@@ -33,7 +33,7 @@ int tcx_dense_exchange(tcx_ctx *ctx, const double *send,
                        const int64_t *receive_counts);
 
 /* Fills the p x k matrix b (p = b->n_rows, k = b->n_cols) from rows that
- * are split over ranks as tcx_partition() splits p: local holds this
+ * are split over ranks as tcx_partition() splits p: local contains this
  * rank's n_local x k rows column-major with leading dimension n_local.
  * An m x p matrix in tcorex's row-major column-split storage is exactly
  * such a local block of its transpose. Collective. */
