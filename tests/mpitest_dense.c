@@ -477,7 +477,8 @@ static void nll_rejects_indefinite_matrix(void **state)
   fill_dense(a, sigma);
   assert_int_equal(tcx_dense_nll(ctx, a, N, s.n_local, x_local, &nll),
                    TCX_ERR_NUMERIC);
-  assert_non_null(strstr(tcx_ctx_message(ctx), "PDPOTRF failed with info = 21"));
+  assert_non_null(
+      strstr(tcx_ctx_message(ctx), "PDPOTRF failed with info = 21"));
 
   x_local[0] = NAN;
   fill_dense(a, sigma);
