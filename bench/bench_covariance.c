@@ -43,8 +43,9 @@ static int parse(int argc, char **argv, bench_options *options)
   return options->p > 0 && options->m > 0 && options->block_size > 0;
 }
 
-/* GFLOP/s of one-thread DGEMM C = A^T B with A, B of size m x n, the
- * shape of the local products inside PDGEMM. Rank 0 only. */
+/* GFLOP/s of DGEMM C = A^T A with A of size m x n, the shape of the local
+ * products inside PDGEMM, on the OpenBLAS threads of rank 0 (one with
+ * OPENBLAS_NUM_THREADS=1). Rank 0 only. */
 static double dgemm_rate(int64_t n, int64_t m)
 {
   double *a = calloc((size_t)(m * n), sizeof(double));
@@ -55,6 +56,9 @@ static double dgemm_rate(int64_t n, int64_t m)
     goto cleanup;
   for (int64_t k = 0; k < m * n; k++)
     a[k] = tcx_rng_normal(7, 0, (uint64_t)k);
+  /* The first call touches c's pages and starts OpenBLAS; time the second. */
+  cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)n, (int)n,
+              (int)m, 1.0, a, (int)n, a, (int)n, 0.0, c, (int)n);
   seconds = tcx_time();
   cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)n, (int)n,
               (int)m, 1.0, a, (int)n, a, (int)n, 0.0, c, (int)n);
