@@ -1,8 +1,11 @@
 /* Benchmark of the dense covariance export: diag(d) + L^T L for random
  * low-rank factors, built with PDGEMM on the BLACS grid of all ranks, and
- * optionally written to HDF5 with collective hyperslab writes. Prints
- * seconds and GFLOP/s next to the single-core DGEMM rate of a product of
- * the same inner dimension. Asserts nothing.
+ * optionally written to HDF5 with collective hyperslab writes. Prints the
+ * seconds and GFLOP/s of a first and a repeated export, next to the
+ * single-core DGEMM rate of a product of the same inner dimension. The
+ * GFLOP/s count 2 p^2 m flops over the whole export, which includes the
+ * move of L into the block-cyclic layout and the diagonal. Asserts
+ * nothing.
  *
  * Usage: mpirun -n N tcorex_bench_covariance [--factors M] [--block-size NB]
  *                                            [--output FILE] P
@@ -94,7 +97,7 @@ static int run(tcx_ctx *ctx, const bench_options *options)
   const int64_t p = options->p, m = options->m;
   int64_t col_begin = 0, n_local = 0;
   double *l = NULL, *d = NULL;
-  double seconds, write_seconds = 0.0;
+  double seconds[2], write_seconds = 0.0;
   tcx_grid *grid = NULL;
   tcx_dense *a = NULL;
   int n_prow, n_pcol, my_row, my_col;
@@ -114,11 +117,15 @@ static int run(tcx_ctx *ctx, const bench_options *options)
   TCX_TRY(tcx_dense_create(ctx, grid, p, p, &a));
   tcx_grid_shape(grid, &n_prow, &n_pcol, &my_row, &my_col);
 
-  TCX_TRY_MPI(ctx, MPI_Barrier(tcx_ctx_comm(ctx)));
-  seconds = tcx_time();
-  TCX_TRY(tcx_dense_from_lowrank(ctx, m, n_local, l, d, 1.0, a));
-  TCX_TRY_MPI(ctx, MPI_Barrier(tcx_ctx_comm(ctx)));
-  seconds = tcx_time() - seconds;
+  /* The first export also faults in the pages of the p x p array; the
+   * second runs on memory that is already mapped. */
+  for (int k = 0; k < 2; k++) {
+    TCX_TRY_MPI(ctx, MPI_Barrier(tcx_ctx_comm(ctx)));
+    seconds[k] = tcx_time();
+    TCX_TRY(tcx_dense_from_lowrank(ctx, m, n_local, l, d, 1.0, a));
+    TCX_TRY_MPI(ctx, MPI_Barrier(tcx_ctx_comm(ctx)));
+    seconds[k] = tcx_time() - seconds[k];
+  }
   if (options->output)
     TCX_TRY(write_output(ctx, options, a, &write_seconds));
 
@@ -126,11 +133,13 @@ static int run(tcx_ctx *ctx, const bench_options *options)
     const double flops = 2.0 * (double)p * (double)p * (double)m;
     const double bytes = 8.0 * (double)p * (double)p;
 
-    printf("ranks\tgrid\tp\tm\tnb\texport_s\tgflops\tdgemm_1core_gflops"
-           "\twrite_s\twrite_MBps\n");
-    printf("%d\t%dx%d\t%lld\t%lld\t%lld\t%.3f\t%.2f\t%.2f\t%.3f\t%.0f\n",
+    printf("ranks\tgrid\tp\tm\tnb\tfirst_s\tfirst_gflops\trepeat_s"
+           "\trepeat_gflops\tdgemm_1core_gflops\twrite_s\twrite_MBps\n");
+    printf("%d\t%dx%d\t%lld\t%lld\t%lld\t%.3f\t%.2f\t%.3f\t%.2f\t%.2f\t%.3f"
+           "\t%.0f\n",
            tcx_ctx_size(ctx), n_prow, n_pcol, (long long)p, (long long)m,
-           (long long)options->block_size, seconds, flops / seconds / 1e9,
+           (long long)options->block_size, seconds[0],
+           flops / seconds[0] / 1e9, seconds[1], flops / seconds[1] / 1e9,
            dgemm_rate(p < 4096 ? p : 4096, m), write_seconds,
            write_seconds > 0 ? bytes / write_seconds / 1e6 : 0.0);
     fflush(stdout);
