@@ -361,7 +361,7 @@ int tcx_dense_scatter_rows(tcx_ctx *ctx, int64_t n_local, const double *local,
                      &expected_local);
   if (rc == TCX_OK && expected_local != n_local)
     rc = tcx_error(ctx, TCX_ERR_INTERNAL,
-                   "rank %d holds %lld of %lld variables but tcx_partition "
+                   "rank %d has %lld of %lld variables but tcx_partition "
                    "gives it %lld",
                    tcx_ctx_rank(ctx), (long long)n_local,
                    (long long)b->n_rows, (long long)expected_local);
@@ -379,7 +379,7 @@ int tcx_dense_scatter_rows(tcx_ctx *ctx, int64_t n_local, const double *local,
   TCX_TRY(tcx_ctx_agree(ctx, rc));
 
   /* counts + 2 size: running send offsets, advanced by scatter_pack(). */
-  for (int q = 0, offset = 0; q < size; offset += (int)counts[q], q++)
+  for (int64_t q = 0, offset = 0; q < size; offset += counts[q], q++)
     counts[2 * size + q] = offset;
   scatter_pack(b, col_begin, n_local, local, counts + 2 * size, send);
   TCX_TRY(tcx_dense_exchange(ctx, send, counts, receive, counts + size));
@@ -401,71 +401,94 @@ cleanup:
   return rc;
 }
 
+/* Returns the rank that stores diagonal entry (g, g) of a. */
+static int diagonal_owner(const tcx_dense *a, int64_t g)
+{
+  const tcx_grid *grid = a->grid;
+  const int64_t pr = tcx_dense_owner(g, a->block_size, grid->n_prow);
+  const int64_t pc = tcx_dense_owner(g, a->block_size, grid->n_pcol);
+
+  return grid->rank_of[pr * grid->n_pcol + pc];
+}
+
+/* Packs the local diagonal entries per owner rank, in increasing g, and
+ * fills send_counts. offsets has size entries of scratch. Local. */
+static void diagonal_pack(const tcx_dense *a, int size, int64_t col_begin,
+                          int64_t n_local, const double *d,
+                          int64_t *send_counts, int64_t *offsets,
+                          double *send)
+{
+  for (int64_t i = 0; i < n_local; i++)
+    send_counts[diagonal_owner(a, col_begin + i)]++;
+  for (int64_t q = 0, offset = 0; q < size; offset += send_counts[q], q++)
+    offsets[q] = offset;
+  for (int64_t i = 0; i < n_local; i++)
+    send[offsets[diagonal_owner(a, col_begin + i)]++] = d[i];
+}
+
+/* Counts the diagonal entries that each rank sends to this one and their
+ * total. Local. */
+static int diagonal_receive_counts(tcx_ctx *ctx, const tcx_dense *a,
+                                   int64_t *receive_counts, int64_t *total)
+{
+  const int size = tcx_ctx_size(ctx), rank = tcx_ctx_rank(ctx);
+  int rc = TCX_OK;
+
+  *total = 0;
+  for (int s = 0; s < size; s++) {
+    int64_t s_begin = 0, s_count = 0;
+
+    TCX_TRY(tcx_partition(ctx, a->n_rows, size, s, &s_begin, &s_count));
+    receive_counts[s] = 0;
+    for (int64_t g = s_begin; g < s_begin + s_count; g++)
+      receive_counts[s] += diagonal_owner(a, g) == rank;
+    *total += receive_counts[s];
+  }
+
+cleanup:
+  return rc;
+}
+
 int tcx_dense_add_diagonal(tcx_ctx *ctx, int64_t n_local, const double *d,
                            tcx_dense *a)
 {
-  const tcx_grid *grid = a->grid;
-  const int size = tcx_ctx_size(ctx);
+  const int size = tcx_ctx_size(ctx), rank = tcx_ctx_rank(ctx);
   int64_t col_begin = 0, count = 0, received_total = 0;
   int64_t *counts = NULL;
   double *send = NULL, *receive = NULL;
   int rc = TCX_OK;
 
-  rc = tcx_partition(ctx, a->n_rows, size, tcx_ctx_rank(ctx), &col_begin,
-                     &count);
+  rc = tcx_partition(ctx, a->n_rows, size, rank, &col_begin, &count);
   if (rc == TCX_OK && count != n_local)
     rc = tcx_error(ctx, TCX_ERR_INTERNAL,
                    "diagonal of %lld local entries, but rank %d owns %lld",
-                   (long long)n_local, tcx_ctx_rank(ctx), (long long)count);
+                   (long long)n_local, rank, (long long)count);
   if (rc == TCX_OK)
     rc = tcx_calloc(ctx, 3 * (int64_t)size, sizeof(int64_t),
                     "diagonal counts", &counts);
   if (rc == TCX_OK)
+    rc = diagonal_receive_counts(ctx, a, counts + size, &received_total);
+  if (rc == TCX_OK)
     rc = tcx_calloc(ctx, n_local + 1, sizeof(double), "diagonal send buffer",
                     &send);
+  if (rc == TCX_OK)
+    rc = tcx_calloc(ctx, received_total + 1, sizeof(double),
+                    "diagonal receive buffer", &receive);
   TCX_TRY(tcx_ctx_agree(ctx, rc));
 
   /* Entry g of the diagonal goes to the owner of position (g, g). */
-  for (int64_t i = 0; i < n_local; i++) {
-    const int64_t g = col_begin + i;
-    const int pr = (int)tcx_dense_owner(g, a->block_size, grid->n_prow);
-    const int pc = (int)tcx_dense_owner(g, a->block_size, grid->n_pcol);
-
-    counts[grid->rank_of[pr * grid->n_pcol + pc]]++;
-  }
-  for (int q = 0, offset = 0; q < size; offset += (int)counts[q], q++)
-    counts[2 * size + q] = offset;
-  for (int64_t i = 0; i < n_local; i++) {
-    const int64_t g = col_begin + i;
-    const int pr = (int)tcx_dense_owner(g, a->block_size, grid->n_prow);
-    const int pc = (int)tcx_dense_owner(g, a->block_size, grid->n_pcol);
-
-    send[counts[2 * size + grid->rank_of[pr * grid->n_pcol + pc]]++] = d[i];
-  }
-  for (int s = 0; s < size; s++) {
-    int64_t s_begin = 0, s_count = 0;
-
-    TCX_TRY(tcx_partition(ctx, a->n_rows, size, s, &s_begin, &s_count));
-    counts[size + s] = 0;
-    for (int64_t g = s_begin; g < s_begin + s_count; g++)
-      counts[size + s] +=
-          tcx_dense_owner(g, a->block_size, grid->n_prow) == grid->my_row &&
-          tcx_dense_owner(g, a->block_size, grid->n_pcol) == grid->my_col;
-    received_total += counts[size + s];
-  }
-  TCX_TRY(tcx_calloc(ctx, received_total + 1, sizeof(double),
-                     "diagonal receive buffer", &receive));
+  diagonal_pack(a, size, col_begin, n_local, d, counts, counts + 2 * size,
+                send);
   TCX_TRY(tcx_dense_exchange(ctx, send, counts, receive, counts + size));
 
   /* The received entries arrive in increasing g, because the ranks' column
    * ranges increase with the rank. */
   for (int64_t g = 0, k = 0; g < a->n_rows; g++) {
-    if (tcx_dense_owner(g, a->block_size, grid->n_prow) != grid->my_row ||
-        tcx_dense_owner(g, a->block_size, grid->n_pcol) != grid->my_col)
+    if (diagonal_owner(a, g) != rank)
       continue;
-    a->local[tcx_dense_local_index(g, a->block_size, grid->n_pcol) *
+    a->local[tcx_dense_local_index(g, a->block_size, a->grid->n_pcol) *
                  a->leading_dim +
-             tcx_dense_local_index(g, a->block_size, grid->n_prow)] +=
+             tcx_dense_local_index(g, a->block_size, a->grid->n_prow)] +=
         receive[k++];
   }
 
