@@ -332,6 +332,15 @@ void tcx_checkpoint_end_fit(tcx_checkpoint *checkpoint)
     checkpoint->depth--;
 }
 
+void tcx_checkpoint_format_double(double value, char *text, size_t size)
+{
+  for (int digits = 1; digits <= 17; digits++) {
+    snprintf(text, size, "%.*g", digits, value);
+    if (strtod(text, NULL) == value)
+      return;
+  }
+}
+
 const char *tcx_checkpoint_pending_phase(const tcx_checkpoint *checkpoint)
 {
   return checkpoint && checkpoint->pending ? checkpoint->resume_phase : NULL;

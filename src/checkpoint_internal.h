@@ -70,6 +70,10 @@ int tcx_checkpoint_begin_fit(tcx_ctx *ctx, tcx_checkpoint *checkpoint,
                              const char *signature);
 void tcx_checkpoint_end_fit(tcx_checkpoint *checkpoint);
 
+/* Writes value with the fewest digits (at most 17) that read back as the
+ * same double, for signatures that compare exactly and read well. */
+void tcx_checkpoint_format_double(double value, char *text, size_t size);
+
 /* Returns the phase stored in the resume file when it has not been
  * restored yet, else NULL. Accepts NULL. */
 const char *tcx_checkpoint_pending_phase(const tcx_checkpoint *checkpoint);

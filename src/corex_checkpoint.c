@@ -79,17 +79,18 @@ int tcx_corex_checkpoint_begin(tcx_corex_work *work, tcx_corex_run *run,
   const tcx_corex_options *options = run->options;
   tcx_checkpoint *checkpoint = options->checkpoint;
   const char *pending = tcx_checkpoint_pending_phase(checkpoint);
-  char signature[512];
+  char signature[512], tol[32];
   corex_scalars staging = {{0}, {0}, 0};
   tcx_checkpoint_state state;
   int rc = TCX_OK;
 
+  tcx_checkpoint_format_double(options->tol, tol, sizeof(tol));
   snprintf(signature, sizeof(signature),
            "method=linear-corex\nsamples=%lld\nvariables=%lld\nfactors=%lld\n"
-           "seed=%llu\nmax_iter=%lld\ntol=%.17g\nanneal=%d\n",
+           "seed=%llu\nmax_iter=%lld\ntol=%s\nanneal=%d\n",
            (long long)work->n, (long long)run->n_vars,
            (long long)options->n_factors, (unsigned long long)options->seed,
-           (long long)options->max_iter, options->tol, options->anneal);
+           (long long)options->max_iter, tol, options->anneal);
   TCX_TRY(tcx_checkpoint_begin_fit(work->ctx, checkpoint, signature));
   if (!pending || strcmp(pending, "linear") != 0)
     goto cleanup;

@@ -70,20 +70,24 @@ int tcx_tcorex_checkpoint_begin(tcx_ctx *ctx,
                                 const tcx_tcorex_options *options,
                                 const tcx_tcorex_plan *plan)
 {
-  char signature[1024];
+  char signature[1024], gamma[32], l1[32], l2[32], tol[32], rate[32];
 
+  tcx_checkpoint_format_double(options->gamma, gamma, sizeof(gamma));
+  tcx_checkpoint_format_double(options->l1, l1, sizeof(l1));
+  tcx_checkpoint_format_double(options->l2, l2, sizeof(l2));
+  tcx_checkpoint_format_double(options->tol, tol, sizeof(tol));
+  tcx_checkpoint_format_double(options->learning_rate, rate, sizeof(rate));
   snprintf(signature, sizeof(signature),
            "method=t-corex\nsamples=%lld\nvariables=%lld\nperiods=%d\n"
-           "factors=%lld\ngamma=%.17g\nl1=%.17g\nl2=%.17g\nreg_type=%d\n"
+           "factors=%lld\ngamma=%s\nl1=%s\nl2=%s\nreg_type=%d\n"
            "weighted_objective=%d\nmax_samples=%lld\nmax_iter=%lld\n"
-           "tol=%.17g\nanneal=%d\ninit=%d\noptimizer=%d\n"
-           "learning_rate=%.17g\nseed=%llu\n",
+           "tol=%s\nanneal=%d\ninit=%d\noptimizer=%d\nlearning_rate=%s\n"
+           "seed=%llu\n",
            (long long)plan->n_rows, (long long)plan->n_vars, plan->nt,
-           (long long)options->n_factors, options->gamma, options->l1,
-           options->l2, (int)options->reg_type, options->weighted_objective,
-           (long long)options->max_samples, (long long)options->max_iter,
-           options->tol, options->anneal, (int)options->init,
-           (int)options->optimizer, options->learning_rate,
+           (long long)options->n_factors, gamma, l1, l2,
+           (int)options->reg_type, options->weighted_objective,
+           (long long)options->max_samples, (long long)options->max_iter, tol,
+           options->anneal, (int)options->init, (int)options->optimizer, rate,
            (unsigned long long)options->seed);
   return tcx_checkpoint_begin_fit(ctx, options->checkpoint, signature);
 }
