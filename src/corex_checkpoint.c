@@ -1,9 +1,9 @@
 /* Checkpoints of a linear CorEx fit. The state at the boundary before an
  * iteration is the weights U, the moments that the line search carries from
- * step to step (they are updated incrementally, so recomputing them from U
- * would change the rounding of the continued fit), the refresh counters and
- * the history. Restoring all of it makes a resumed fit repeat the
- * uninterrupted one bit for bit on the same ranks. */
+ * step to step, the refresh counters and the history. The moments are
+ * updated incrementally, so recomputing them from U would change the
+ * rounding of the continued fit. Restoring all of it makes a resumed fit
+ * repeat the uninterrupted one bit for bit on the same ranks. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,7 +28,7 @@ typedef struct corex_scalars {
   int64_t history_length;
 } corex_scalars;
 
-/* Describes the state of the fit; staging receives the scalars on a write
+/* Describes the state of the fit. staging receives the scalars on a write
  * and delivers them on a restore. */
 static void corex_describe(tcx_corex_work *work, tcx_corex_run *run,
                            tcx_corex_result *result, corex_scalars *staging,

@@ -154,7 +154,7 @@ static int optimize_adam(tcx_ctx *ctx, const tcx_tcorex_options *options,
   tcx_adam_init(&adam, options->learning_rate);
   result->converged = 1;
 
-  /* A checkpoint holds W, the moments, Adam's step counter, the stage
+  /* A checkpoint contains W, the moments, Adam's step counter, the stage
    * position and the stopping window. */
   snapshot_init(&snapshot, n_stages, &recent);
   snapshot_add(&snapshot, "weights", weights);
@@ -348,8 +348,9 @@ static int optimize_fista(tcx_ctx *ctx, const tcx_tcorex_options *options,
   st.step = options->learning_rate * (double)plan->nt * (double)plan->n_vars;
   result->converged = 1;
 
-  /* A checkpoint holds x, y and the gradient at y, the step, the momentum,
-   * both objective values, the stage position and the stopping window. */
+  /* A checkpoint contains x, y and the gradient at y, the step, the
+   * momentum, both objective values, the stage position and the stopping
+   * window. */
   snapshot_init(&snapshot, n_stages, &recent);
   snapshot_add(&snapshot, "weights", st.x);
   snapshot_add(&snapshot, "fista_extrapolated", st.y);

@@ -1,7 +1,8 @@
-/* Checkpoint and restart: a fit stopped at iteration boundary k (through
+/* Checkpoint and restart. A fit stopped at iteration boundary k (through
  * tcx_checkpoint_set_stop_at, not a timer) and resumed from its checkpoint
- * must equal the uninterrupted fit bit for bit on the same ranks, and to
- * rounding when the checkpoint was written on another number of ranks.
+ * must equal the uninterrupted fit bit for bit on the same ranks. It must
+ * equal it to rounding when the checkpoint was written on another number of
+ * ranks.
  * Also: mismatching resumes are rejected, a breakdown keeps the last good
  * checkpoint, a stop flag on one rank stops every rank, and checkpoints add
  * no reduction per iteration. Data: 4 periods of 12 rows, p = 37, m = 3. */
@@ -24,12 +25,12 @@ enum { NT = 4, ROWS_PER_PERIOD = 12, N_ROWS = NT * ROWS_PER_PERIOD, P = 37,
 
 /* Relative tolerance between a fit resumed on another number of ranks and
  * the uninterrupted one, whose reductions sum in another order. Measured
- * differences were at most 4e-15 at 2 to 4 ranks; Adam steps can amplify
+ * differences were at most 4e-15 at 2 to 4 ranks. Adam steps can amplify
  * rounding, so the bound leaves a factor of 250. */
 #define RANK_CHANGE_TOLERANCE 1e-12
 
 /* Every MPI_Allreduce of this process, counted through the MPI profiling
- * interface; the call itself goes to PMPI_Allreduce. */
+ * interface. The call itself goes to PMPI_Allreduce. */
 static long allreduce_calls;
 
 int MPI_Allreduce(const void *send, void *receive, int count,
@@ -138,7 +139,7 @@ static void remove_file(const char *path)
 }
 
 /* Fits with a checkpoint that stops at boundary stop_at and writes path,
- * then resumes from path; returns the resumed result in *resumed and the
+ * then resumes from path. Returns the resumed result in *resumed and the
  * phase of the checkpoint in phase. Collective on ctx. */
 static void stop_and_resume(tcx_ctx *ctx, const tcx_tcorex_options *base,
                             const tcx_block *block, int64_t stop_at,

@@ -1,8 +1,8 @@
-/* Checkpoint and restart through the tcorex program under mpirun -n 2: a
+/* Checkpoint and restart through the tcorex program under mpirun -n 2. A
  * real SIGTERM to the ranks and a SIGUSR1 to mpirun stop the fit with exit
- * code 75, a checkpoint and no model, and the resumed fit writes the same
- * model as an uninterrupted one, bit for bit. SIGKILL leaves a checkpoint
- * that resumes and no model. A breakdown exits with code 5 and keeps the
+ * code 75, a checkpoint and no model. The resumed fit writes the same model
+ * as an uninterrupted one, bit for bit. SIGKILL leaves a checkpoint that
+ * resumes and no model. A breakdown exits with code 5 and keeps the
  * last checkpoint. Mismatching resumes are rejected. This program does not
  * initialise MPI itself, because it launches mpirun. */
 #include <hdf5.h>
@@ -25,7 +25,7 @@
 enum { COMMAND_MAX = 8192, OUTPUT_MAX = 65536, PATH_MAX_LENGTH = 512 };
 
 /* Seconds to wait for a progress line or a checkpoint file before the test
- * fails; far above the second or so that either takes. */
+ * fails, far above the second or so that either takes. */
 #define WAIT_SECONDS 120.0
 
 /* Fit options shared by every run: about 3 s at 2 ranks, long enough to be
@@ -50,8 +50,8 @@ static int file_exists(const char *path)
   return stat(path, &info) == 0;
 }
 
-/* Runs a shell command with stdout and stderr into log; returns the exit
- * code. */
+/* Runs a shell command with stdout and stderr into log and returns its
+ * exit code. */
 static int run_logged(const char *command, const char *log)
 {
   char full[COMMAND_MAX + 600];

@@ -1,7 +1,8 @@
 /* Checkpoint and restart of linear CorEx and T-CorEx fits. A checkpoint
  * object travels in the fit's options (tcx_corex_options.checkpoint,
- * tcx_tcorex_options.checkpoint). At every iteration boundary the fit asks
- * it whether to write the optimiser state to an HDF5 file, to stop, or both.
+ * tcx_tcorex_options.checkpoint). At every iteration boundary the fit calls
+ * it, and it decides whether to write the optimiser state to an HDF5 file,
+ * to stop the fit, or both.
  * A fit that starts with a resume file set continues from the state stored
  * there and produces the same result as an uninterrupted fit: bit for bit
  * on the same number of ranks, to rounding on another. docs/FORMATS.md

@@ -125,11 +125,13 @@ static void fit_defaults(void *values)
   v->checkpoint_every = NAN;
 }
 
-/* Set by the handler of SIGTERM and SIGUSR1. A signal handler may only
- * store to a volatile sig_atomic_t of static storage duration (C11
- * 7.14.1.1), so this flag is the one piece of global mutable state in
- * tcorex. It lives in the program: the library only reads it through the
- * pointer given to tcx_checkpoint_set_stop_flag(). */
+/* Set by the handler of SIGTERM and SIGUSR1. A handler receives only the
+ * signal number, so it can report only through an object of static storage
+ * duration, and the C standard allows a handler to store to such an object
+ * only when it is a volatile sig_atomic_t or a lock-free atomic. This flag
+ * is therefore the one piece of global mutable state in tcorex. It lives in
+ * the program, and the library reads it only through the pointer given to
+ * tcx_checkpoint_set_stop_flag(). */
 static volatile sig_atomic_t fit_stop_requested = 0;
 
 static void fit_request_stop(int signal_number)
@@ -158,7 +160,7 @@ static int install_stop_handlers(tcx_ctx *ctx)
 }
 
 /* Writes the lines of key=value that tie a checkpoint to the input and the
- * preprocessing; the library adds the fit options itself. */
+ * preprocessing. The library adds the fit options itself. */
 static void format_identity(const fit_values *v, const tcx_block *block,
                             char *text, size_t size)
 {
