@@ -160,18 +160,23 @@ static int install_stop_handlers(tcx_ctx *ctx)
 }
 
 /* Writes the lines of key=value that tie a checkpoint to the input and the
- * preprocessing. The library adds the fit options itself. */
+ * preprocessing. The library adds the fit options itself. The input is
+ * named by its absolute path, so that a job that resumes from another
+ * working folder, or names the file another way, still matches. */
 static void format_identity(const fit_values *v, const tcx_block *block,
                             char *text, size_t size)
 {
+  char *absolute = realpath(v->input, NULL);
+
   snprintf(text, size,
            "input=%s\ndataset=%s\nsamples=%lld\nvariables=%lld\n"
            "periods=%d\nmethod=%s\ngaussianize=%s\nmissing=%.17g\n"
            "split_periods=%lld\nperiod_length=%lld\n",
-           v->input, v->dataset, (long long)block->n_rows,
-           (long long)block->n_vars, block->n_periods, v->method,
-           v->gaussianize, v->missing, (long long)v->periods,
-           (long long)v->period_length);
+           absolute ? absolute : v->input, v->dataset,
+           (long long)block->n_rows, (long long)block->n_vars,
+           block->n_periods, v->method, v->gaussianize, v->missing,
+           (long long)v->periods, (long long)v->period_length);
+  free(absolute);
 }
 
 /* Creates the checkpoint object of a fit: output file, resume file and the
