@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "checkpoint_internal.h"
 #include "corex_impl.h"
 #include "tcorex/corex.h"
 #include "tcorex/rng.h"
@@ -57,17 +58,6 @@ void tcx_corex_result_free(tcx_corex_result *result)
   free(result->history);
   memset(result, 0, sizeof(*result));
 }
-
-/* Progress and bookkeeping of one fit. */
-typedef struct tcx_corex_run {
-  const tcx_corex_options *options;
-  int n_stages;
-  int stage;      /* 0-based */
-  int64_t iteration; /* within the stage, 1-based after the first step */
-  int64_t history_capacity;
-  double start_time;
-  double last_log_time;
-} tcx_corex_run;
 
 static int tcx_corex_check_arguments(tcx_ctx *ctx,
                                      const tcx_corex_options *options,
@@ -309,11 +299,12 @@ cleanup:
   return rc;
 }
 
-/* Runs one annealing stage at level eps from the current moments. Sets
+/* Runs one annealing stage at level eps from the current moments, from
+ * iteration first_iteration on (1 unless resumed from a checkpoint). Sets
  * *converged when the stage stopped before max_iter. Collective. */
 static int tcx_corex_run_stage(tcx_corex_work *work, tcx_corex_run *run,
-                               double eps, tcx_corex_result *result,
-                               int *converged)
+                               double eps, int64_t first_iteration,
+                               tcx_corex_result *result, int *converged)
 {
   tcx_ctx *ctx = work->ctx;
   const tcx_corex_options *options = run->options;
@@ -323,12 +314,13 @@ static int tcx_corex_run_stage(tcx_corex_work *work, tcx_corex_run *run,
   int rc = TCX_OK;
 
   *converged = 0;
-  for (run->iteration = 1; run->iteration <= options->max_iter;
+  for (run->iteration = first_iteration; run->iteration <= options->max_iter;
        run->iteration++) {
     const double last_tc = work->now.tc;
     tcx_corex_step_info info;
     double change;
 
+    TCX_TRY(tcx_corex_checkpoint_boundary(work, run, result));
     TCX_TRY(tcx_corex_step(work, min_step, &info));
     if (info.outcome == TCX_COREX_STEP_BREAKDOWN) {
       char what[160];
@@ -499,38 +491,62 @@ cleanup:
   return rc;
 }
 
-/* Runs every annealing stage from the initialised weights. Collective. */
+/* Moves the weights from level previous_eps to the stage at level eps and
+ * evaluates them there. Collective. */
+static int tcx_corex_enter_stage(tcx_corex_work *work, tcx_corex_run *run,
+                                 double previous_eps, double eps,
+                                 tcx_corex_result *result)
+{
+  int rc = TCX_OK;
+
+  /* The rescale needs the fresh u and U U^T of the previous stage's last
+   * point, which the stage may have reached incrementally. */
+  if (run->stage > 0) {
+    if (work->steps_since_fresh > 0)
+      TCX_TRY(tcx_corex_evaluate(work, previous_eps));
+    tcx_corex_rescale(work, previous_eps, eps);
+  }
+  TCX_TRY(tcx_corex_evaluate(work, eps));
+  if (!isfinite(work->now.tc)) {
+    char what[160];
+
+    snprintf(what, sizeof(what),
+             "entering annealing stage %d of %d (eps %g): the objective of "
+             "the %s weights is %g",
+             run->stage + 1, run->n_stages, eps,
+             run->stage > 0 ? "rescaled" : "initial", work->now.tc);
+    rc = tcx_corex_breakdown(work, what, result);
+  }
+
+cleanup:
+  return rc;
+}
+
+/* Runs every annealing stage from the initialised weights, or from the
+ * stage and iteration restored from a checkpoint. Collective. */
 static int tcx_corex_anneal(tcx_corex_work *work, tcx_corex_run *run,
                             tcx_corex_result *result)
 {
-  double previous_eps = 0.0;
+  const int first_stage = run->resumed ? run->stage : 0;
+  double previous_eps = first_stage > 0
+                            ? tcx_corex_stage_eps(run, first_stage - 1)
+                            : 0.0;
   int rc = TCX_OK;
 
-  result->converged = 1;
-  for (run->stage = 0; run->stage < run->n_stages; run->stage++) {
+  if (!run->resumed)
+    result->converged = 1;
+  for (run->stage = first_stage; run->stage < run->n_stages; run->stage++) {
     const double eps = tcx_corex_stage_eps(run, run->stage);
+    int64_t first_iteration = 1;
     int converged = 0;
 
-    /* The rescale needs the fresh u and U U^T of the previous stage's last
-     * point, which the stage may have reached incrementally. */
-    if (run->stage > 0) {
-      if (work->steps_since_fresh > 0)
-        TCX_TRY(tcx_corex_evaluate(work, previous_eps));
-      tcx_corex_rescale(work, previous_eps, eps);
-    }
-    TCX_TRY(tcx_corex_evaluate(work, eps));
-    if (!isfinite(work->now.tc)) {
-      char what[160];
-
-      snprintf(what, sizeof(what),
-               "entering annealing stage %d of %d (eps %g): the objective of "
-               "the %s weights is %g",
-               run->stage + 1, run->n_stages, eps,
-               run->stage > 0 ? "rescaled" : "initial", work->now.tc);
-      rc = tcx_corex_breakdown(work, what, result);
-      goto cleanup;
-    }
-    TCX_TRY(tcx_corex_run_stage(work, run, eps, result, &converged));
+    /* A resumed stage continues from the restored weights and moments. */
+    if (run->resumed && run->stage == first_stage)
+      first_iteration = run->iteration;
+    else
+      TCX_TRY(tcx_corex_enter_stage(work, run, previous_eps, eps, result));
+    TCX_TRY(tcx_corex_run_stage(work, run, eps, first_iteration, result,
+                                &converged));
     if (!converged) {
       result->converged = 0;
       tcx_log(work->ctx, TCX_LOG_WARNING,
@@ -553,11 +569,13 @@ int tcx_corex_fit(tcx_ctx *ctx, const tcx_corex_options *options,
 {
   tcx_corex_work *work = NULL;
   tcx_corex_run run;
-  int rc = TCX_OK, status;
+  int began = 0, rc = TCX_OK, status;
 
   memset(result, 0, sizeof(*result));
   memset(&run, 0, sizeof(run));
   run.options = options;
+  run.col_begin = col_begin;
+  run.n_vars = n_vars;
   run.n_stages = options->anneal ? TCX_COREX_ANNEAL_STEPS + 1 : 1;
   run.start_time = tcx_time();
   run.last_log_time = run.start_time;
@@ -578,7 +596,11 @@ int tcx_corex_fit(tcx_ctx *ctx, const tcx_corex_options *options,
           (long long)n_rows, (long long)n_vars, tcx_ctx_size(ctx),
           (long long)options->n_factors, run.n_stages,
           (long long)options->max_iter, options->tol);
-  TCX_TRY(tcx_corex_initialize(work, options->seed, col_begin));
+  work->checkpoint = options->checkpoint;
+  began = 1;
+  TCX_TRY(tcx_corex_checkpoint_begin(work, &run, result));
+  if (!run.resumed)
+    TCX_TRY(tcx_corex_initialize(work, options->seed, col_begin));
   TCX_TRY(tcx_corex_anneal(work, &run, result));
   TCX_TRY(tcx_corex_finalize(work, result));
   tcx_log(ctx, TCX_LOG_PROGRESS,
@@ -587,6 +609,8 @@ int tcx_corex_fit(tcx_ctx *ctx, const tcx_corex_options *options,
           result->tc, result->converged ? "" : " (some stages hit max_iter)");
 
 cleanup:
+  if (began)
+    tcx_checkpoint_end_fit(options->checkpoint);
   tcx_corex_work_destroy(&work);
   if (rc != TCX_OK)
     tcx_corex_result_free(result);

@@ -9,6 +9,7 @@
 #ifndef TCOREX_COREX_IMPL_H
 #define TCOREX_COREX_IMPL_H
 
+#include "tcorex/corex.h"
 #include "tcorex/ctx.h"
 
 /* Defaults of tcx_corex_work.refresh_interval, refresh_margin and
@@ -56,6 +57,7 @@ typedef struct tcx_corex_step_info {
 /* Work space of one fit on one rank. */
 typedef struct tcx_corex_work {
   tcx_ctx *ctx;
+  tcx_checkpoint *checkpoint; /* borrowed, or NULL */
   const double *x; /* borrowed, n x n_local */
   int64_t n;
   int64_t n_local;
@@ -86,13 +88,28 @@ typedef struct tcx_corex_work {
   double *scaled;          /* rho_tilde / sqrt(1 + Delta); local */
   double *column_scratch;  /* n_local */
   double *column_scratch2; /* n_local */
-  double *reduce;          /* reduction buffer, n m + 3 m^2 + 1 */
+  double *reduce;          /* reduction buffer, n m + 3 m^2 + votes */
   double *x_direction;     /* x d^T, replicated, n x m */
   double *cross_gram;      /* d U^T, replicated, m x m */
   double *direction_gram;  /* d d^T, replicated, m x m */
   double *coefficient;     /* e_j = r_j c_j - 1, c_j = 2 b_j / (2 - r_j), m */
   double *carried_u;       /* carried u of a fresh trial, m */
 } tcx_corex_work;
+
+/* Progress and bookkeeping of one fit. */
+typedef struct tcx_corex_run {
+  const tcx_corex_options *options;
+  int n_stages;
+  int stage;      /* 0-based */
+  int64_t iteration; /* within the stage, 1-based after the first step */
+  int64_t history_capacity;
+  double start_time;
+  double last_log_time;
+  /* Global position of this rank's columns, for checkpoints. */
+  int64_t col_begin;
+  int64_t n_vars;
+  int resumed; /* the first stage continues from a checkpoint */
+} tcx_corex_run;
 
 /* Allocates the work space of a fit over x (borrowed, n x n_local). Not
  * collective: the caller makes the ranks agree on the status. The caller
@@ -175,5 +192,18 @@ int tcx_corex_objective_gradient(tcx_ctx *ctx, const double *x, int64_t n,
                                  int64_t n_local, int64_t m, double eps,
                                  const double *weights, double *tc,
                                  double *gradient);
+
+/* Starts the checkpoint bookkeeping of a fit: records its signature and,
+ * when a checkpoint of phase "linear" is pending, restores the weights, the
+ * moments, the position and the history from it and sets run->resumed.
+ * Pair with tcx_checkpoint_end_fit(). Collective. */
+int tcx_corex_checkpoint_begin(tcx_corex_work *work, tcx_corex_run *run,
+                               tcx_corex_result *result);
+
+/* The iteration boundary before iteration run->iteration of stage
+ * run->stage: checks the objective, and writes a checkpoint or stops as
+ * work->checkpoint decides. Collective. */
+int tcx_corex_checkpoint_boundary(tcx_corex_work *work, tcx_corex_run *run,
+                                  tcx_corex_result *result);
 
 #endif

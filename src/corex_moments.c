@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "checkpoint_internal.h"
 #include "corex_impl.h"
 
 static int tcx_corex_alloc(tcx_ctx *ctx, int64_t count, const char *what,
@@ -92,7 +93,9 @@ int tcx_corex_work_create(tcx_ctx *ctx, const double *x, int64_t n,
                           &w->column_scratch));
   TCX_TRY(tcx_corex_alloc(ctx, n_local, "CorEx scratch",
                           &w->column_scratch2));
-  TCX_TRY(tcx_corex_alloc(ctx, n * m + 3 * m * m + 1,
+  /* The largest reduction is the gradient's, with the checkpoint votes;
+   * TCX_CHECKPOINT_N_VOTES >= 1 also covers the trial's m^2 + 1. */
+  TCX_TRY(tcx_corex_alloc(ctx, n * m + 3 * m * m + TCX_CHECKPOINT_N_VOTES,
                           "CorEx reduction buffer", &w->reduce));
   TCX_TRY(tcx_corex_alloc(ctx, n * m, "CorEx step projections",
                           &w->x_direction));

@@ -31,14 +31,16 @@
 #include <math.h>
 #include <string.h>
 
+#include "checkpoint_internal.h"
 #include "corex_impl.h"
 
 /* Sufficient-decrease constant of the Armijo test. */
 #define TCX_COREX_ARMIJO 0.1
 
 /* Reduction A: x g'^T (n x m), then the upper triangles of g' g'^T and
- * U U^T and the full g' U^T (m x m each), with g' = g - U / r. Leaves g' in
- * work->direction. */
+ * U U^T and the full g' U^T (m x m each), with g' = g - U / r, then the
+ * checkpoint votes, which ride along so that agreeing on a stop request
+ * costs no extra reduction. Leaves g' in work->direction. */
 static int tcx_corex_reduce_gradient(tcx_corex_work *work)
 {
   const int64_t n = work->n, n_local = work->n_local, m = work->m;
@@ -46,6 +48,7 @@ static int tcx_corex_reduce_gradient(tcx_corex_work *work)
   double *gg = buffer + n * m;
   double *gu = gg + m * m;
   double *uu = gu + m * m;
+  double *votes = uu + m * m;
   int rc = TCX_OK;
 
   tcx_corex_gradient_remainder(work);
@@ -59,7 +62,10 @@ static int tcx_corex_reduce_gradient(tcx_corex_work *work)
               work->weights, (int)n_local, 0.0, gu, (int)m);
   cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, (int)m, (int)n_local,
               1.0, work->weights, (int)n_local, 0.0, uu, (int)m);
-  TCX_TRY(tcx_corex_allreduce(work->ctx, buffer, n * m + 3 * m * m));
+  tcx_checkpoint_vote(work->ctx, work->checkpoint, votes);
+  TCX_TRY(tcx_corex_allreduce(work->ctx, buffer,
+                              n * m + 3 * m * m + TCX_CHECKPOINT_N_VOTES));
+  tcx_checkpoint_tally(work->checkpoint, votes);
   tcx_corex_symmetrize(m, gg, gg);
   tcx_corex_symmetrize(m, uu, work->now.gram);
 

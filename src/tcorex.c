@@ -6,6 +6,7 @@
 #include "tcorex/corex.h"
 #include "tcorex/prep.h"
 #include "tcorex/rng.h"
+#include "checkpoint_internal.h"
 #include "tcorex_internal.h"
 
 /* Random stream of the initial T-CorEx weights; the index of W_t[j, i] is
@@ -190,6 +191,7 @@ static int init_linear(tcx_ctx *ctx, const tcx_tcorex_options *options,
   linear_options.max_iter = options->max_iter;
   linear_options.anneal = options->anneal;
   linear_options.seed = options->seed;
+  linear_options.checkpoint = options->checkpoint;
   TCX_TRY(tcx_corex_fit(ctx, &linear_options, pooled, x->n_rows, nl,
                         x->col_begin, x->n_vars, &linear));
   for (int t = 0; t < x->n_periods; t++)
@@ -246,6 +248,7 @@ static int fit_setup(tcx_ctx *ctx, const tcx_tcorex_options *options,
   TCX_TRY(tcx_tcorex_standardize(ctx, options, block, result->mean,
                                  result->std, x));
   TCX_TRY(tcx_tcorex_plan_create(ctx, options, *x, plan));
+  (*plan)->col_begin = block->col_begin;
 
 cleanup:
   return rc;
@@ -258,7 +261,7 @@ int tcx_tcorex_fit(tcx_ctx *ctx, const tcx_tcorex_options *options,
   tcx_block *x = NULL;
   tcx_tcorex_plan *plan = NULL;
   double start = tcx_time();
-  int rc;
+  int began = 0, rc;
 
   memset(result, 0, sizeof(*result));
   rc = fit_setup(ctx, options, block, init_weights, result, &x, &plan);
@@ -272,7 +275,13 @@ int tcx_tcorex_fit(tcx_ctx *ctx, const tcx_tcorex_options *options,
           (long long)block->n_vars, (long long)options->n_factors,
           plan->full_windows ? "whole-series" : "partial");
 
-  TCX_TRY(init_weights_all(ctx, options, x, init_weights, result->weights));
+  began = 1;
+  TCX_TRY(tcx_tcorex_checkpoint_begin(ctx, options, plan));
+  /* A checkpoint of the main fit holds the weights, so the initialisation
+   * is skipped; a checkpoint of the initialisation resumes inside it. */
+  if (!tcx_tcorex_checkpoint_pending(options))
+    TCX_TRY(init_weights_all(ctx, options, x, init_weights,
+                             result->weights));
   TCX_TRY(tcx_tcorex_optimize(ctx, options, plan, result->weights, result));
   TCX_TRY(tcx_tcorex_outputs(ctx, plan, result->weights, result));
   TCX_TRY(tcx_tcorex_evaluate(ctx, plan, 0.0, result->weights,
@@ -285,6 +294,8 @@ int tcx_tcorex_fit(tcx_ctx *ctx, const tcx_tcorex_options *options,
           result->converged ? "yes" : "no");
 
 cleanup:
+  if (began)
+    tcx_checkpoint_end_fit(options->checkpoint);
   tcx_tcorex_plan_destroy(&plan);
   tcx_block_destroy(&x);
   return rc;

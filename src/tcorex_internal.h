@@ -39,6 +39,8 @@ enum { TCX_TCOREX_MAX_EXTRA = 4 };
 typedef struct tcx_tcorex_plan {
   int nt;
   int64_t m, n_vars, n_local, n_rows;
+  int64_t col_begin;           /* first global column of this rank; set by
+                                  tcx_tcorex_fit() for checkpoints */
   const double *x;             /* [n_rows, n_local] standardised data */
   const int64_t *period_begin; /* [nt + 1] row offsets */
   double l1, l2;
@@ -101,6 +103,56 @@ int tcx_tcorex_evaluate(tcx_ctx *ctx, tcx_tcorex_plan *plan, double eps,
  * weights. Collective. */
 int tcx_tcorex_outputs(tcx_ctx *ctx, tcx_tcorex_plan *plan,
                        const double *weights, tcx_tcorex_result *result);
+
+/* Most arrays and scalars an optimiser keeps in a checkpoint. */
+enum { TCX_TCOREX_SNAPSHOT_ARRAYS = 4, TCX_TCOREX_SNAPSHOT_SCALARS = 8 };
+
+/* The state of a T-CorEx optimiser at an iteration boundary, as pointers
+ * into the optimiser's own variables. A checkpoint stores it together with
+ * the history, the step count and the convergence flag of the result. */
+typedef struct tcx_tcorex_snapshot {
+  int stage;              /* 0-based annealing stage */
+  int n_stages;
+  int64_t steps;          /* steps already taken in the stage */
+  double objective;       /* total objective at this boundary */
+  const double *gradient; /* [nt, m, n_local] at this boundary, or NULL */
+  int n_arrays;
+  const char *array_names[TCX_TCOREX_SNAPSHOT_ARRAYS];
+  double *arrays[TCX_TCOREX_SNAPSHOT_ARRAYS]; /* [nt, m, n_local] each */
+  int64_t n_scalars;
+  double scalars[TCX_TCOREX_SNAPSHOT_SCALARS]; /* the same on every rank */
+  double *recent;        /* values of the stopping rule's window */
+  int64_t recent_capacity;
+  int64_t *recent_count;
+} tcx_tcorex_snapshot;
+
+/* Records the fit's signature for the checkpoint of options. Pair with
+ * tcx_checkpoint_end_fit(). Not collective. */
+int tcx_tcorex_checkpoint_begin(tcx_ctx *ctx,
+                                const tcx_tcorex_options *options,
+                                const tcx_tcorex_plan *plan);
+
+/* Returns 1 when the checkpoint of options holds a pending state of the
+ * main T-CorEx fit. */
+int tcx_tcorex_checkpoint_pending(const tcx_tcorex_options *options);
+
+/* Restores the snapshot's arrays, scalars and window, its stage and steps,
+ * and the history, iterations and convergence flag of result (allocating
+ * the history). Collective. */
+int tcx_tcorex_checkpoint_restore(tcx_ctx *ctx,
+                                  const tcx_tcorex_options *options,
+                                  const tcx_tcorex_plan *plan,
+                                  tcx_tcorex_snapshot *snapshot,
+                                  tcx_tcorex_result *result);
+
+/* The iteration boundary before step snapshot->steps + 1 of the stage:
+ * checks the objective and the gradient, and writes a checkpoint or stops
+ * as the checkpoint of options decides. Collective. */
+int tcx_tcorex_checkpoint_boundary(tcx_ctx *ctx,
+                                   const tcx_tcorex_options *options,
+                                   const tcx_tcorex_plan *plan,
+                                    const tcx_tcorex_snapshot *snapshot,
+                                   tcx_tcorex_result *result);
 
 /* Runs the optimiser selected in options on weights [nt, m, n_local] in
  * place, appending to the history of result. Collective. */

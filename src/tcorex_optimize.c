@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "checkpoint_internal.h"
 #include "tcorex/optim.h"
 #include "tcorex_internal.h"
 
@@ -110,6 +111,25 @@ static void log_progress(tcx_ctx *ctx, double *last_time, int force, int stage,
           value->reg_l1 + value->reg_l2);
 }
 
+/* Points snapshot at the state of the optimiser: the arrays, the stopping
+ * window and room for the scalars. */
+static void snapshot_init(tcx_tcorex_snapshot *snapshot, int n_stages,
+                          recent_values *recent)
+{
+  memset(snapshot, 0, sizeof(*snapshot));
+  snapshot->n_stages = n_stages;
+  snapshot->recent = recent->values;
+  snapshot->recent_capacity = 2 * TCX_TCOREX_STOPPING_WINDOW;
+  snapshot->recent_count = &recent->count;
+}
+
+static void snapshot_add(tcx_tcorex_snapshot *snapshot, const char *name,
+                         double *array)
+{
+  snapshot->array_names[snapshot->n_arrays] = name;
+  snapshot->arrays[snapshot->n_arrays++] = array;
+}
+
 static int optimize_adam(tcx_ctx *ctx, const tcx_tcorex_options *options,
                          tcx_tcorex_plan *plan, double *weights,
                          tcx_tcorex_result *result)
@@ -120,7 +140,11 @@ static int optimize_adam(tcx_ctx *ctx, const tcx_tcorex_options *options,
   double *grad = NULL, *first = NULL, *second = NULL;
   int64_t capacity = result->n_history;
   double last_log = tcx_time();
+  double votes[TCX_CHECKPOINT_N_VOTES];
   tcx_tcorex_value value = {0};
+  recent_values recent = {{0}, 0};
+  tcx_tcorex_snapshot snapshot;
+  int first_stage = 0, resumed = 0;
   tcx_adam adam;
   int rc = TCX_OK;
 
@@ -130,21 +154,46 @@ static int optimize_adam(tcx_ctx *ctx, const tcx_tcorex_options *options,
   tcx_adam_init(&adam, options->learning_rate);
   result->converged = 1;
 
+  /* A checkpoint contains W, the moments, Adam's step counter, the stage
+   * position and the stopping window. */
+  snapshot_init(&snapshot, n_stages, &recent);
+  snapshot_add(&snapshot, "weights", weights);
+  snapshot_add(&snapshot, "adam_first_moment", first);
+  snapshot_add(&snapshot, "adam_second_moment", second);
+  snapshot.gradient = grad;
+  snapshot.n_scalars = 1;
+  if (tcx_tcorex_checkpoint_pending(options)) {
+    TCX_TRY(tcx_tcorex_checkpoint_restore(ctx, options, plan, &snapshot,
+                                          result));
+    adam.step = (int64_t)snapshot.scalars[0];
+    capacity = result->n_history;
+    first_stage = snapshot.stage;
+    resumed = 1;
+  }
+
   /* The moments and the step counter carry over from stage to stage. */
-  for (int stage = 0; stage < n_stages; stage++) {
-    recent_values recent = {{0}, 0};
+  for (int stage = first_stage; stage < n_stages; stage++) {
     int64_t steps = 0;
     int plateau = 0;
 
+    if (resumed && stage == first_stage)
+      steps = snapshot.steps;
+    else
+      recent.count = 0;
     while (steps < options->max_iter && !plateau) {
+      /* The checkpoint votes ride on the objective's reduction. */
+      tcx_checkpoint_vote(ctx, options->checkpoint, votes);
       TCX_TRY(tcx_tcorex_evaluate(ctx, plan, levels[stage], weights,
-                                  TCX_TCOREX_EVAL_GRADIENT, NULL, 0, NULL,
-                                  &value, grad));
-      TCX_CHECK(isfinite(total(&value)), ctx, TCX_ERR_NUMERIC,
-                "the T-CorEx objective is %g at stage %d step %lld; lower "
-                "the learning rate (now %g)",
-                total(&value), stage, (long long)steps,
-                options->learning_rate);
+                                  TCX_TCOREX_EVAL_GRADIENT, votes,
+                                  TCX_CHECKPOINT_N_VOTES, votes, &value,
+                                  grad));
+      tcx_checkpoint_tally(options->checkpoint, votes);
+      snapshot.stage = stage;
+      snapshot.steps = steps;
+      snapshot.objective = total(&value);
+      snapshot.scalars[0] = (double)adam.step;
+      TCX_TRY(tcx_tcorex_checkpoint_boundary(ctx, options, plan, &snapshot,
+                                             result));
       TCX_TRY(history_append(ctx, result, &capacity, &value));
       tcx_adam_step(&adam, n, weights, grad, first, second);
       steps++;
@@ -231,6 +280,49 @@ cleanup:
   return rc;
 }
 
+/* The scalars of FISTA's checkpoint: the step, the momentum, and the parts
+ * of the objective at x and at y. */
+enum {
+  FISTA_STEP,
+  FISTA_MOMENTUM,
+  FISTA_VALUE_X,
+  FISTA_VALUE_Y = FISTA_VALUE_X + 3,
+  FISTA_N_SCALARS = FISTA_VALUE_Y + 3
+};
+
+static void fista_pack(const fista_state *st, double momentum,
+                       const tcx_tcorex_value *value_x,
+                       const tcx_tcorex_value *value_y,
+                       tcx_tcorex_snapshot *snapshot)
+{
+  double *scalars = snapshot->scalars;
+
+  scalars[FISTA_STEP] = st->step;
+  scalars[FISTA_MOMENTUM] = momentum;
+  scalars[FISTA_VALUE_X] = value_x->main;
+  scalars[FISTA_VALUE_X + 1] = value_x->reg_l1;
+  scalars[FISTA_VALUE_X + 2] = value_x->reg_l2;
+  scalars[FISTA_VALUE_Y] = value_y->main;
+  scalars[FISTA_VALUE_Y + 1] = value_y->reg_l1;
+  scalars[FISTA_VALUE_Y + 2] = value_y->reg_l2;
+}
+
+static void fista_unpack(const tcx_tcorex_snapshot *snapshot, fista_state *st,
+                         double *momentum, tcx_tcorex_value *value_x,
+                         tcx_tcorex_value *value_y)
+{
+  const double *scalars = snapshot->scalars;
+
+  st->step = scalars[FISTA_STEP];
+  *momentum = scalars[FISTA_MOMENTUM];
+  value_x->main = scalars[FISTA_VALUE_X];
+  value_x->reg_l1 = scalars[FISTA_VALUE_X + 1];
+  value_x->reg_l2 = scalars[FISTA_VALUE_X + 2];
+  value_y->main = scalars[FISTA_VALUE_Y];
+  value_y->reg_l1 = scalars[FISTA_VALUE_Y + 1];
+  value_y->reg_l2 = scalars[FISTA_VALUE_Y + 2];
+}
+
 static int optimize_fista(tcx_ctx *ctx, const tcx_tcorex_options *options,
                           tcx_tcorex_plan *plan, double *weights,
                           tcx_tcorex_result *result)
@@ -240,7 +332,11 @@ static int optimize_fista(tcx_ctx *ctx, const tcx_tcorex_options *options,
   const int n_stages = anneal_schedule(options->anneal, levels);
   int64_t capacity = result->n_history;
   double last_log = tcx_time();
+  double votes[TCX_CHECKPOINT_N_VOTES];
+  recent_values recent = {{0}, 0};
+  tcx_tcorex_snapshot snapshot;
   fista_state st = {0};
+  int first_stage = 0, resumed = 0;
   int rc = TCX_OK;
 
   st.x = weights;
@@ -252,24 +348,55 @@ static int optimize_fista(tcx_ctx *ctx, const tcx_tcorex_options *options,
   st.step = options->learning_rate * (double)plan->nt * (double)plan->n_vars;
   result->converged = 1;
 
+  /* A checkpoint contains x, y and the gradient at y, the step, the
+   * momentum, both objective values, the stage position and the stopping
+   * window. */
+  snapshot_init(&snapshot, n_stages, &recent);
+  snapshot_add(&snapshot, "weights", st.x);
+  snapshot_add(&snapshot, "fista_extrapolated", st.y);
+  snapshot_add(&snapshot, "fista_gradient", st.grad);
+  snapshot.gradient = st.grad;
+  snapshot.n_scalars = FISTA_N_SCALARS;
+  if (tcx_tcorex_checkpoint_pending(options)) {
+    TCX_TRY(tcx_tcorex_checkpoint_restore(ctx, options, plan, &snapshot,
+                                          result));
+    capacity = result->n_history;
+    first_stage = snapshot.stage;
+    resumed = 1;
+  }
+
   /* Momentum restarts at every stage because the objective changes. */
-  for (int stage = 0; stage < n_stages; stage++) {
+  for (int stage = first_stage; stage < n_stages; stage++) {
     const double eps = levels[stage];
     tcx_tcorex_value value_x, value_y, value_z;
-    recent_values recent = {{0}, 0};
     double momentum = 1.0;
     int64_t steps = 0;
     int plateau = 0, found = 1;
 
-    memcpy(st.y, st.x, (size_t)n * sizeof(double));
-    TCX_TRY(tcx_tcorex_evaluate(ctx, plan, eps, st.y,
-                                TCX_TCOREX_EVAL_SMOOTH_GRADIENT, NULL, 0, NULL,
-                                &value_y, st.grad));
-    value_x = value_y;
+    if (resumed && stage == first_stage) {
+      fista_unpack(&snapshot, &st, &momentum, &value_x, &value_y);
+      steps = snapshot.steps;
+    } else {
+      recent.count = 0;
+      memcpy(st.y, st.x, (size_t)n * sizeof(double));
+      tcx_checkpoint_vote(ctx, options->checkpoint, votes);
+      TCX_TRY(tcx_tcorex_evaluate(ctx, plan, eps, st.y,
+                                  TCX_TCOREX_EVAL_SMOOTH_GRADIENT, votes,
+                                  TCX_CHECKPOINT_N_VOTES, votes, &value_y,
+                                  st.grad));
+      tcx_checkpoint_tally(options->checkpoint, votes);
+      value_x = value_y;
+    }
     while (steps < options->max_iter && !plateau && found) {
       const double before = total(&value_x);
       double next_momentum, beta;
 
+      fista_pack(&st, momentum, &value_x, &value_y, &snapshot);
+      snapshot.stage = stage;
+      snapshot.steps = steps;
+      snapshot.objective = before;
+      TCX_TRY(tcx_tcorex_checkpoint_boundary(ctx, options, plan, &snapshot,
+                                             result));
       TCX_TRY(history_append(ctx, result, &capacity, &value_x));
       TCX_TRY(fista_search(ctx, plan, eps, options->l1, &st,
                            value_y.main + value_y.reg_l2, &value_z, &found));
@@ -290,9 +417,13 @@ static int optimize_fista(tcx_ctx *ctx, const tcx_tcorex_options *options,
       for (int64_t k = 0; k < n; k++)
         st.y[k] = st.x[k] + beta * (st.x[k] - st.x_prev[k]);
       value_x = value_z;
+      /* The checkpoint votes ride on this reduction. */
+      tcx_checkpoint_vote(ctx, options->checkpoint, votes);
       TCX_TRY(tcx_tcorex_evaluate(ctx, plan, eps, st.y,
-                                  TCX_TCOREX_EVAL_SMOOTH_GRADIENT, NULL, 0,
-                                  NULL, &value_y, st.grad));
+                                  TCX_TCOREX_EVAL_SMOOTH_GRADIENT, votes,
+                                  TCX_CHECKPOINT_N_VOTES, votes, &value_y,
+                                  st.grad));
+      tcx_checkpoint_tally(options->checkpoint, votes);
       st.step *= FISTA_STEP_GROWTH;
       plateau = recent_push(&recent, before, options->tol);
       log_progress(ctx, &last_log, 0, stage, eps, steps, &value_x);

@@ -4,6 +4,7 @@
 #ifndef TCOREX_COREX_H
 #define TCOREX_COREX_H
 
+#include "tcorex/checkpoint.h"
 #include "tcorex/ctx.h"
 
 #ifdef __cplusplus
@@ -16,10 +17,12 @@ typedef struct tcx_corex_options {
   int64_t max_iter;  /* per annealing stage */
   double tol;        /* stop a stage when |TC change| < tol */
   int anneal;        /* nonzero: eps = 0.6^k, k = 1..6, then 0 */
+  tcx_checkpoint *checkpoint; /* NULL, or checkpoints and stop requests
+                                 (borrowed, see tcorex/checkpoint.h) */
 } tcx_corex_options;
 
 /* Sets the published defaults: 10 factors, max_iter 10000, tol 1e-5, anneal
- * on, seed 0. */
+ * on, seed 0, no checkpoint. */
 void tcx_corex_options_default(tcx_corex_options *options);
 
 /* Result of a fit, in this rank's columns (row-major [m, n_local]). Factors
@@ -46,8 +49,11 @@ typedef struct tcx_corex_result {
  * row-major, no missing values), global columns col_begin .. col_begin +
  * n_local - 1 of n_vars. Per iteration only reductions of n x m, m x m, m or
  * scalar size cross ranks. Logs a start line, an end line and in between at
- * most one progress line per second at TCX_LOG_PROGRESS. The caller frees
- * the result with tcx_corex_result_free(), also after a failure. */
+ * most one progress line per second at TCX_LOG_PROGRESS. With
+ * options->checkpoint set, writes checkpoints and resumes as that object
+ * says, and returns TCX_ERR_INTERRUPTED when it stops the fit. Returns
+ * TCX_ERR_NUMERIC when the fit breaks down. The caller frees the result
+ * with tcx_corex_result_free(), also after a failure. */
 int tcx_corex_fit(tcx_ctx *ctx, const tcx_corex_options *options,
                   const double *x, int64_t n_rows, int64_t n_local,
                   int64_t col_begin, int64_t n_vars, tcx_corex_result *result);

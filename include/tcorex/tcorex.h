@@ -10,6 +10,7 @@
 #define TCOREX_TCOREX_H
 
 #include "tcorex/block.h"
+#include "tcorex/checkpoint.h"
 #include "tcorex/ctx.h"
 
 #ifdef __cplusplus
@@ -61,12 +62,15 @@ typedef struct tcx_tcorex_options {
                             learning_rate * nt * p, because the objective
                             is divided by nt p */
   uint64_t seed;         /* random initial weights, and the linear CorEx fit */
+  tcx_checkpoint *checkpoint; /* NULL, or checkpoints and stop requests for
+                                 the initialisation and the main fit
+                                 (borrowed, see tcorex/checkpoint.h) */
 } tcx_tcorex_options;
 
 /* Sets the published defaults: 10 factors, gamma 0.5, l1 = l2 = 0, reg W,
  * unweighted objective, max_samples 2^30 (whole series), max_iter 1000, tol
- * 1e-5, anneal on, init LINEAR, Adam with learning rate 1e-3, seed 0. Not
- * collective. */
+ * 1e-5, anneal on, init LINEAR, Adam with learning rate 1e-3, seed 0, no
+ * checkpoint. Not collective. */
 void tcx_tcorex_options_default(tcx_tcorex_options *options);
 
 /* Objective value split into its parts (all minimised, replicated). The
@@ -130,8 +134,11 @@ int tcx_tcorex_objective(tcx_ctx *ctx, const tcx_tcorex_options *options,
 /* Fits T-CorEx to block (raw data, all periods, this rank's columns).
  * init_weights is NULL, or [m, n_local] in standardised units when
  * options->init is TCX_TCOREX_INIT_GIVEN. Logs progress at TCX_LOG_PROGRESS
- * at most once a second within a stage, and at the end of every stage. The
- * caller frees the result with tcx_tcorex_result_free(), also after a
+ * at most once a second within a stage, and at the end of every stage. With
+ * options->checkpoint set, writes checkpoints and resumes as that object
+ * says, and returns TCX_ERR_INTERRUPTED when it stops the fit. Returns
+ * TCX_ERR_NUMERIC when the objective or the gradient stops being finite.
+ * The caller frees the result with tcx_tcorex_result_free(), also after a
  * failure. */
 int tcx_tcorex_fit(tcx_ctx *ctx, const tcx_tcorex_options *options,
                    const tcx_block *block, const double *init_weights,

@@ -1,6 +1,10 @@
 /* tcorex fit: reads a column block per rank, fits linear CorEx (one period)
- * or T-CorEx (several periods) and writes the model atomically. */
+ * or T-CorEx (several periods) and writes the model atomically. With
+ * --checkpoint it saves the optimiser state as it goes, with --resume it
+ * continues from such a state, and SIGTERM or SIGUSR1 stop it at the next
+ * iteration boundary with exit code 75. */
 #include <math.h>
+#include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -89,6 +93,19 @@ static const tcx_option_spec fit_options[] = {
     {"--learning-rate", TCX_OPT_DOUBLE, FIT_FIELD(learning_rate), "R",
      "T-CorEx: Adam step size, or FISTA's first trial step (default 1e-3)",
      0, INFINITY, 1, 0, NULL, 0},
+    {"--checkpoint", TCX_OPT_STRING, FIT_FIELD(checkpoint_path), "FILE",
+     "write the optimiser state to FILE (through FILE.tmp and a rename) "
+     "every --checkpoint-every seconds and when SIGTERM or SIGUSR1 stops "
+     "the fit",
+     0, 0, 0, 0, NULL, 0},
+    {"--checkpoint-every", TCX_OPT_DOUBLE, FIT_FIELD(checkpoint_every), "S",
+     "seconds between two checkpoints, on rank 0's clock (default: write "
+     "only when stopped by a signal)",
+     0, INFINITY, 1, 0, NULL, 0},
+    {"--resume", TCX_OPT_STRING, FIT_FIELD(resume), "FILE",
+     "continue from the checkpoint FILE, written by a run with the same "
+     "input and options (it may also be the --checkpoint FILE)",
+     0, 0, 0, 0, NULL, 0},
     {NULL, 0, 0, NULL, NULL, 0, 0, 0, 0, NULL, 0},
 };
 
@@ -105,6 +122,85 @@ static void fit_defaults(void *values)
   v->reg_type = "weights";
   v->optimizer = "adam";
   v->learning_rate = NAN;
+  v->checkpoint_every = NAN;
+}
+
+/* Set by the handler of SIGTERM and SIGUSR1. A handler receives only the
+ * signal number, so it can report only through an object of static storage
+ * duration, and the C standard allows a handler to store to such an object
+ * only when it is a volatile sig_atomic_t or a lock-free atomic. This flag
+ * is therefore the one piece of global mutable state in tcorex. It lives in
+ * the program, and the library reads it only through the pointer given to
+ * tcx_checkpoint_set_stop_flag(). */
+static volatile sig_atomic_t fit_stop_requested = 0;
+
+static void fit_request_stop(int signal_number)
+{
+  (void)signal_number;
+  fit_stop_requested = 1;
+}
+
+/* Installs fit_request_stop() for SIGTERM (sent by batch systems at the
+ * walltime) and SIGUSR1 (their warning signal, forwarded by mpirun). */
+static int install_stop_handlers(tcx_ctx *ctx)
+{
+  const int signals[] = {SIGTERM, SIGUSR1};
+  struct sigaction action;
+
+  memset(&action, 0, sizeof(action));
+  action.sa_handler = fit_request_stop;
+  sigemptyset(&action.sa_mask);
+  for (size_t k = 0; k < sizeof(signals) / sizeof(signals[0]); k++)
+    if (sigaction(signals[k], &action, NULL) != 0)
+      return tcx_error(ctx, TCX_ERR_INTERNAL,
+                       "cannot install the handler of signal %d, which "
+                       "stops a fit cleanly",
+                       signals[k]);
+  return TCX_OK;
+}
+
+/* Writes the lines of key=value that tie a checkpoint to the input and the
+ * preprocessing. The library adds the fit options itself. The input is
+ * named by its absolute path, so that a job that resumes from another
+ * working folder, or names the file another way, still matches. */
+static void format_identity(const fit_values *v, const tcx_block *block,
+                            char *text, size_t size)
+{
+  char *absolute = realpath(v->input, NULL);
+
+  snprintf(text, size,
+           "input=%s\ndataset=%s\nsamples=%lld\nvariables=%lld\n"
+           "periods=%d\nmethod=%s\ngaussianize=%s\nmissing=%.17g\n"
+           "split_periods=%lld\nperiod_length=%lld\n",
+           absolute ? absolute : v->input, v->dataset,
+           (long long)block->n_rows, (long long)block->n_vars,
+           block->n_periods, v->method, v->gaussianize, v->missing,
+           (long long)v->periods, (long long)v->period_length);
+  free(absolute);
+}
+
+/* Creates the checkpoint object of a fit: output file, resume file and the
+ * stop flag of the signal handlers. Collective. */
+static int setup_checkpoint(tcx_ctx *ctx, fit_values *v,
+                            const tcx_block *block)
+{
+  char identity[4096];
+  int rc = TCX_OK;
+
+  TCX_TRY(tcx_ctx_agree(ctx, tcx_checkpoint_create(ctx, &v->checkpoint)));
+  format_identity(v, block, identity, sizeof(identity));
+  TCX_TRY(tcx_checkpoint_set_identity(ctx, v->checkpoint, identity));
+  tcx_checkpoint_set_stop_flag(v->checkpoint, &fit_stop_requested);
+  if (v->checkpoint_path)
+    TCX_TRY(tcx_checkpoint_set_output(
+        ctx, v->checkpoint, v->checkpoint_path,
+        isnan(v->checkpoint_every) ? 0.0 : v->checkpoint_every));
+  if (v->resume)
+    TCX_TRY(tcx_checkpoint_set_resume(ctx, v->checkpoint, v->resume));
+  TCX_TRY(install_stop_handlers(ctx));
+
+cleanup:
+  return rc;
 }
 
 int tcx_cli_fit_attributes(tcx_ctx *ctx, const fit_values *v,
@@ -173,6 +269,19 @@ static int check_fit_options(tcx_ctx *ctx, const fit_values *v)
   TCX_TRY(tcx_cli_check_distinct(ctx, "--input", v->input, "--output",
                                  v->output));
   TCX_TRY(tcx_h5_check_output_path(ctx, v->output));
+  TCX_CHECK(v->checkpoint_path || isnan(v->checkpoint_every), ctx,
+            TCX_ERR_USAGE,
+            "--checkpoint-every needs --checkpoint FILE to write to");
+  if (v->checkpoint_path) {
+    TCX_TRY(tcx_cli_check_distinct(ctx, "--input", v->input, "--checkpoint",
+                                   v->checkpoint_path));
+    TCX_TRY(tcx_cli_check_distinct(ctx, "--output", v->output,
+                                   "--checkpoint", v->checkpoint_path));
+    TCX_TRY(tcx_h5_check_output_path(ctx, v->checkpoint_path));
+  }
+  if (v->resume)
+    TCX_TRY(tcx_cli_check_input(ctx, "--resume", v->resume,
+                                "checkpoint file"));
 
 cleanup:
   return rc;
@@ -193,7 +302,7 @@ static void warn_unused_tcorex_options(tcx_ctx *ctx, const fit_values *v)
 
 static int run_fit(tcx_ctx *ctx, void *values)
 {
-  const fit_values *v = values;
+  fit_values *v = values;
   const tcx_read_options read = {v->dataset, !isnan(v->missing), v->missing};
   tcx_block *block = NULL;
   tcx_model *model = NULL;
@@ -211,6 +320,7 @@ static int run_fit(tcx_ctx *ctx, void *values)
           "%s:%s on %d rank(s)",
           (long long)block->n_rows, (long long)block->n_vars,
           block->n_periods, v->input, v->dataset, tcx_ctx_size(ctx));
+  TCX_TRY(setup_checkpoint(ctx, v, block));
 
   if (strcmp(v->method, "linear") == 0 || block->n_periods == 1) {
     warn_unused_tcorex_options(ctx, v);
@@ -228,6 +338,7 @@ static int run_fit(tcx_ctx *ctx, void *values)
           v->output, tcx_time() - start);
 
 cleanup:
+  tcx_checkpoint_destroy(&v->checkpoint);
   tcx_model_destroy(&model);
   tcx_block_destroy(&block);
   return rc;
@@ -238,7 +349,8 @@ const tcx_command tcx_command_fit = {
     "Fit linear CorEx or T-CorEx to an HDF5 dataset and write the model.",
     "mpirun -n N tcorex fit --input D.h5 [--dataset /data] --factors M "
     "--output MODEL.h5 [--periods NT | --period-length L] [--l1 A] [--gamma "
-    "G] [options]",
+    "G] [--checkpoint FILE [--checkpoint-every S]] [--resume FILE] "
+    "[options]",
     fit_options,
     run_fit,
     sizeof(fit_values),

@@ -3,6 +3,7 @@
 #define TCX_CLI_FIT_H
 
 #include "tcorex/block.h"
+#include "tcorex/checkpoint.h"
 #include "tcorex/model.h"
 
 typedef struct fit_values {
@@ -30,6 +31,12 @@ typedef struct fit_values {
   int no_init;
   const char *optimizer;
   double learning_rate;
+  /* Checkpoint and restart. */
+  const char *checkpoint_path;
+  double checkpoint_every; /* seconds; NaN: only when stopped by a signal */
+  const char *resume;
+  /* Set by run_fit from the three options above, not an option itself. */
+  tcx_checkpoint *checkpoint;
 } fit_values;
 
 /* Fits linear CorEx to all rows of block (periods pooled), standardising

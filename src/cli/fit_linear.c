@@ -85,6 +85,7 @@ int tcx_cli_fit_linear(tcx_ctx *ctx, const fit_values *v, tcx_block *block,
   if (!isnan(v->tol))
     options.tol = v->tol;
   options.anneal = !v->no_anneal;
+  options.checkpoint = v->checkpoint;
   TCX_TRY(tcx_corex_fit(ctx, &options, block->data, block->n_rows,
                         block->n_local, block->col_begin, block->n_vars,
                         &result));

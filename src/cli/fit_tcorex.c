@@ -30,6 +30,7 @@ static int to_tcorex_options(const fit_values *v, tcx_tcorex_options *options)
       strcmp(v->optimizer, "fista") == 0 ? TCX_TCOREX_FISTA : TCX_TCOREX_ADAM;
   if (!isnan(v->learning_rate))
     options->learning_rate = v->learning_rate;
+  options->checkpoint = v->checkpoint;
   return TCX_OK;
 }
 

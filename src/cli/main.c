@@ -25,7 +25,9 @@ static void print_main_help(void)
   printf("\nRun 'tcorex COMMAND --help' for the options of a command.\n"
          "Options: --help, --version.\n\n"
          "Exit codes: 0 success, 1 internal or MPI error, 2 usage error, 3 "
-         "input error,\n4 output error, 5 numerical failure.\n");
+         "input error,\n4 output error, 5 numerical failure, 75 stopped by "
+         "SIGTERM or SIGUSR1\n(state saved when --checkpoint is given; "
+         "resume with --resume).\n");
 }
 
 static const tcx_command *find_command(const char *name)
