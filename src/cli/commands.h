@@ -9,6 +9,7 @@ extern const tcx_command tcx_command_score;
 extern const tcx_command tcx_command_convert;
 extern const tcx_command tcx_command_export;
 extern const tcx_command tcx_command_simulate;
+extern const tcx_command tcx_command_select;
 
 
 /* Fails with TCX_ERR_INPUT, naming the file as what ("model file") and the

@@ -180,7 +180,8 @@ static const tcx_option_spec *find_command_option(const tcx_command *command,
   return find_option(command->shared_options, name, length);
 }
 
-/* Checks the required options of one table; seen is indexed like table. */
+/* Checks the required options of one table; seen is indexed like table. A
+ * shared option that the command's own table shadows is not checked. */
 static int check_required(tcx_ctx *ctx, const tcx_command *command,
                           const tcx_option_spec *table,
                           const unsigned char *seen)
@@ -188,7 +189,10 @@ static int check_required(tcx_ctx *ctx, const tcx_command *command,
   int rc = TCX_OK;
 
   for (const tcx_option_spec *spec = table; spec->name; spec++)
-    TCX_CHECK(!spec->required || seen[spec - table], ctx, TCX_ERR_USAGE,
+    TCX_CHECK(!spec->required || seen[spec - table] ||
+                  (table != command->options &&
+                   tcx_options_find(command->options, spec->name)),
+              ctx, TCX_ERR_USAGE,
               "missing required option %s %s; see 'tcorex %s --help'",
               spec->name, spec->metavar, command->name);
 
