@@ -18,7 +18,6 @@ typedef struct cli_fixture {
 } cli_fixture;
 
 /* Runs a shell command, capturing its output and exit code. */
-/* Runs a shell command, capturing its output and exit code. */
 void run(const char *command, run_output *out);
 
 /* Runs the tcorex program with args as one process, or under mpiexec on

@@ -221,6 +221,19 @@ static void table_matches_fit_and_score(void **state)
  * named. */
 static void point_tables_merge(void **state)
 {
+  static const struct {
+    const char *grid;
+    const char *pattern;
+    const char *phrase;
+  } merge_errors[] = {
+      {GRID, "point_*.csv",
+       "no row for 2 of the 8 grid points: 2, 5 (counted from 0)"},
+      {"'l1=0,0.2 gamma=0.4,0.8 factors=2,3'", "point_*.csv",
+       "has l1=0.3 but the grid gives l1=0.2"},
+      {"'gamma=0.4,0.8 l1=0,0.3 factors=2,3'", "point_*.csv",
+       "but the grid's table header is"},
+      {GRID, "absent_*.csv", "no file matches --from-tables"},
+  };
   cli_fixture *fixture = *state;
   char data[PATH_SIZE], options[ARGS_MAX], full[PATH_SIZE], merged[PATH_SIZE], best[PATH_SIZE],
       merged_best[PATH_SIZE], point[PATH_SIZE], moved[PATH_SIZE];
@@ -267,41 +280,23 @@ static void point_tables_merge(void **state)
   /* The merge fitted the best point on 2 ranks, the full run on 1. */
   assert_same_dataset(merged_best, best, "/factors", 1e-8);
 
-  /* Points 2 and 5 missing. */
+  /* Points 2 and 5 missing, then tables of another grid: other values, or
+   * the keys in another order. */
   for (int k = 2; k <= 5; k += 3) {
     snprintf(point, sizeof(point), "%s/point_%d.csv", fixture->dir, k);
     snprintf(moved, sizeof(moved), "%s/moved_%d.csv", fixture->dir, k);
     assert_int_equal(rename(point, moved), 0);
   }
-  snprintf(options, sizeof(options),
-           "--grid " GRID " --from-tables '%s/point_*.csv' --table %s",
-           fixture->dir, merged);
-  run_select(1, options, &out);
-  assert_int_equal(out.exit_code, 3);
-  assert_non_null(strstr(out.text, "no row for 2 of the 8 grid points: 2, "
-                                   "5 (counted from 0)"));
-
-  /* Tables of another grid: other values, or the keys in another order. */
-  snprintf(options, sizeof(options),
-           "--grid 'l1=0,0.2 gamma=0.4,0.8 factors=2,3' --from-tables "
-           "'%s/point_*.csv' --table %s",
-           fixture->dir, merged);
-  run_select(1, options, &out);
-  assert_int_equal(out.exit_code, 3);
-  assert_non_null(strstr(out.text, "has l1=0.3 but the grid gives l1=0.2"));
-  snprintf(options, sizeof(options),
-           "--grid 'gamma=0.4,0.8 l1=0,0.3 factors=2,3' --from-tables "
-           "'%s/point_*.csv' --table %s",
-           fixture->dir, merged);
-  run_select(1, options, &out);
-  assert_int_equal(out.exit_code, 3);
-  assert_non_null(strstr(out.text, "but the grid's table header is"));
-  snprintf(options, sizeof(options),
-           "--grid " GRID " --from-tables '%s/absent_*.csv' --table %s",
-           fixture->dir, merged);
-  run_select(1, options, &out);
-  assert_int_equal(out.exit_code, 3);
-  assert_non_null(strstr(out.text, "no file matches --from-tables"));
+  for (size_t c = 0; c < sizeof(merge_errors) / sizeof(merge_errors[0]);
+       c++) {
+    snprintf(options, sizeof(options),
+             "--grid %s --from-tables '%s/%s' --table %s",
+             merge_errors[c].grid, fixture->dir, merge_errors[c].pattern,
+             merged);
+    run_select(1, options, &out);
+    assert_int_equal(out.exit_code, 3);
+    assert_non_null(strstr(out.text, merge_errors[c].phrase));
+  }
 }
 
 /* Writes data [dims] as float64 dataset /data of a new file. */
@@ -324,10 +319,10 @@ static void write_data(const char *path, int rank, const hsize_t *dims,
   H5Fclose(file);
 }
 
-/* Writes the simulated data as files of their own: train.h5 [48, 23] and
- * validation.h5 [80, 23] (periods one after another), joined3.h5 [4, 32,
- * 23] (period t: its 12 training rows, then its 20 test rows) and
- * joined2.h5 [128, 23] (every training row, then every test row). */
+/* Writes the simulated data as files of their own. train.h5 [48, 23] and
+ * validation.h5 [80, 23] have the periods one after another. joined3.h5
+ * [4, 32, 23] has in period t its 12 training rows, then its 20 test rows.
+ * joined2.h5 [128, 23] has every training row, then every test row. */
 static void write_joined_files(const char *dir, const char *data)
 {
   const size_t row = N_VARS;

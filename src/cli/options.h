@@ -32,9 +32,8 @@ typedef struct tcx_option_spec {
 /* A subcommand: its name, one line of purpose, the usage line and its
  * option table (terminated by an entry with name NULL). shared_options is
  * NULL or a second table that several commands accept, such as the fit
- * options; its offsets are relative to shared_offset inside the command's
- * value struct, and an entry of options with the same name takes
- * precedence. */
+ * options. Its offsets are relative to shared_offset inside the command's
+ * value struct. An entry of options with the same name takes precedence. */
 typedef struct tcx_command {
   const char *name;
   const char *summary;

@@ -24,8 +24,8 @@ int tcx_cli_score_check(tcx_ctx *ctx, const tcx_model *model,
  * period of block (period_nll has block->n_periods entries) under the
  * model's period of the same index, or its only period, and their
  * unweighted mean over periods. Centres block in place with the model's
- * means (or, with zero_mean, not at all); a missing value becomes the
- * model's mean and *n_missing counts them over all ranks. Collective. */
+ * means, or not at all with zero_mean. A missing value becomes the model's
+ * mean, and *n_missing counts them over all ranks. Collective. */
 int tcx_cli_score_block(tcx_ctx *ctx, const tcx_model *model, int zero_mean,
                         tcx_block *block, double *period_nll,
                         double *mean_nll, int64_t *n_missing);

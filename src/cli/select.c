@@ -1,7 +1,8 @@
-/* tcorex select: fits every point of a hyperparameter grid to training data
- * with the fit code of 'tcorex fit', scores each on validation data with the
- * NLL of 'tcorex score', and writes the table and the model of the point
- * with the lowest validation NLL. Every point runs on all ranks in turn. */
+/* tcorex select: a hyperparameter search. Each grid point is fitted to the
+ * training data by the code of 'tcorex fit' and scored on the validation
+ * data by the code of 'tcorex score'. The table and the model of the point
+ * with the lowest validation NLL are written. Every point runs on all ranks
+ * in turn. */
 #include <math.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -221,14 +222,13 @@ static int read_data(tcx_ctx *ctx, const select_values *v,
 
   if (needs_train(v)) {
     TCX_TRY(tcx_h5_read_block(ctx, v->train, &train, &data->train));
-    for (int64_t k = 0; k < grid->n_points; k++) {
+    for (int64_t k = 0; k < grid->n_points && rc == TCX_OK; k++) {
       fit_values point = v->fit;
 
       tcx_grid_apply(grid, k, &point);
-      point.input = v->train;
-      TCX_TRY(tcx_ctx_agree(ctx,
-                            tcx_cli_fit_check_data(ctx, &point, data->train)));
+      rc = tcx_cli_fit_check_data(ctx, &point, data->train);
     }
+    TCX_TRY(tcx_ctx_agree(ctx, rc));
     if (v->fit.periods > 0 || v->fit.period_length > 0)
       TCX_TRY(tcx_ctx_agree(
           ctx, tcx_block_split_periods(ctx, data->train, v->fit.periods,
@@ -267,24 +267,24 @@ static int score_point(tcx_ctx *ctx, const select_values *v,
                        const tcx_model *model, double *nll,
                        int64_t *n_missing)
 {
-  tcx_block *held = NULL;
+  tcx_block *validation_copy = NULL;
   double *period_nll = NULL;
   int rc = TCX_OK;
 
-  TCX_TRY(tcx_select_copy_block(ctx, data->validation, &held));
+  TCX_TRY(tcx_select_copy_block(ctx, data->validation, &validation_copy));
   TCX_TRY(tcx_ctx_agree(
-      ctx, tcx_cli_score_split(ctx, model, point->period_length, held)));
+      ctx, tcx_cli_score_split(ctx, model, point->period_length, validation_copy)));
   TCX_TRY(tcx_ctx_agree(ctx, tcx_cli_score_check(ctx, model, "of the point",
-                                                 held, v->validation,
+                                                 validation_copy, v->validation,
                                                  validation_dataset(v))));
-  TCX_TRY(tcx_calloc(ctx, held->n_periods, sizeof(double), "period NLL",
+  TCX_TRY(tcx_calloc(ctx, validation_copy->n_periods, sizeof(double), "period NLL",
                      &period_nll));
-  TCX_TRY(tcx_cli_score_block(ctx, model, v->zero_mean, held, period_nll, nll,
+  TCX_TRY(tcx_cli_score_block(ctx, model, v->zero_mean, validation_copy, period_nll, nll,
                               n_missing));
 
 cleanup:
   free(period_nll);
-  tcx_block_destroy(&held);
+  tcx_block_destroy(&validation_copy);
   return rc;
 }
 
@@ -299,7 +299,6 @@ static int fit_point(tcx_ctx *ctx, const select_values *v,
   int rc = TCX_OK;
 
   tcx_grid_apply(grid, k, &point);
-  point.input = v->train;
   if (tcx_cli_fit_is_linear(&point, train)) {
     TCX_TRY(tcx_select_copy_block(ctx, train, &copy));
     train = copy;
@@ -450,7 +449,6 @@ static int fit_output(tcx_ctx *ctx, const select_values *v,
   if (!v->refit)
     return fit_point(ctx, v, grid, k, data->train, model);
   tcx_grid_apply(grid, k, &point);
-  point.input = v->train;
   TCX_TRY(tcx_ctx_agree(
       ctx, tcx_select_combine(ctx, &point, data->train, data->validation,
                               v->validation, &combined)));
@@ -472,12 +470,17 @@ static int write_output(tcx_ctx *ctx, const select_values *v,
                         const tcx_grid *grid, const select_data *data,
                         const tcx_grid_row *row, tcx_model **model)
 {
+  const double start = tcx_time();
   char description[256];
   int rc = TCX_OK;
 
   tcx_grid_describe(grid, row->point, description, sizeof(description));
-  if (!*model)
+  if (*model) {
+    TCX_TRY(tcx_model_set_double(ctx, *model, "seconds", row->seconds));
+  } else {
     TCX_TRY(fit_output(ctx, v, grid, data, row->point, model));
+    TCX_TRY(tcx_model_set_double(ctx, *model, "seconds", tcx_time() - start));
+  }
   TCX_TRY(tcx_model_set_int(ctx, *model, "select_point", row->point));
   TCX_TRY(tcx_model_set_string(ctx, *model, "select_parameters",
                                description));

@@ -79,10 +79,11 @@ int tcx_grid_write_table(tcx_ctx *ctx, const char *path, const tcx_grid *grid,
                          const tcx_grid_row *rows, int64_t n_rows);
 
 /* Reads the rows of every file matching the glob(3) pattern into rows
- * (grid->n_points entries, rows[k] for point k). Every point must appear
- * exactly once, or in identical rows, with the grid's parameter values; a
- * missing point fails with TCX_ERR_INPUT naming the missing indices. Not
- * collective: rank 0 calls it. */
+ * (grid->n_points entries, rows[k] for point k). Each row must carry the
+ * grid's parameter values of its point, and a point read twice must have
+ * the same result both times. Fails with TCX_ERR_INPUT naming the file and
+ * line, or naming the points that no file has. Not collective: rank 0 calls
+ * it. */
 int tcx_grid_read_tables(tcx_ctx *ctx, const char *pattern,
                          const tcx_grid *grid, tcx_grid_row *rows);
 
@@ -94,11 +95,11 @@ int tcx_select_copy_block(tcx_ctx *ctx, const tcx_block *source,
 /* Joins training and validation data for --refit. For linear CorEx (as
  * tcx_cli_fit_is_linear() decides for v and train) the result has one
  * period: every training row, then every validation row. For T-CorEx,
- * period t holds the training rows of period t, then the validation rows
- * of period t; a [T, p] validation block is first split with v's --periods
- * or --period-length, and both must then have the same period count
- * (TCX_ERR_INPUT otherwise). train is already split. The caller frees
- * *combined with tcx_block_destroy(). Not collective. */
+ * period t contains the training rows of period t, then the validation rows
+ * of period t. A [T, p] validation block is first split with v's --periods
+ * or --period-length. Fails with TCX_ERR_INPUT when the two period counts
+ * then differ. train is already split. The caller frees *combined with
+ * tcx_block_destroy(). Not collective. */
 int tcx_select_combine(tcx_ctx *ctx, const fit_values *v,
                        const tcx_block *train, const tcx_block *validation,
                        const char *validation_name, tcx_block **combined);

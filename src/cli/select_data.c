@@ -46,48 +46,48 @@ int tcx_select_combine(tcx_ctx *ctx, const fit_values *v,
                        const char *validation_name, tcx_block **combined)
 {
   const int linear = tcx_cli_fit_is_linear(v, train);
-  tcx_block *held = NULL;
+  tcx_block *validation_copy = NULL;
   int64_t *period_rows = NULL;
   int64_t row = 0;
   int rc = TCX_OK;
 
   *combined = NULL;
-  TCX_TRY(tcx_select_copy_block(ctx, validation, &held));
-  if (!linear && held->n_periods == 1 &&
+  TCX_TRY(tcx_select_copy_block(ctx, validation, &validation_copy));
+  if (!linear && validation_copy->n_periods == 1 &&
       (v->periods > 0 || v->period_length > 0))
-    TCX_TRY(tcx_block_split_periods(ctx, held, v->periods, v->period_length));
-  TCX_CHECK(linear || held->n_periods == train->n_periods, ctx,
+    TCX_TRY(tcx_block_split_periods(ctx, validation_copy, v->periods, v->period_length));
+  TCX_CHECK(linear || validation_copy->n_periods == train->n_periods, ctx,
             TCX_ERR_INPUT,
             "--refit joins training and validation data period by period, "
             "but %s has %d period(s) and %s:%s %d; give both as [nt, ns, p] "
             "with the same nt, or [T, p] split with --periods",
-            validation_name, held->n_periods, v->input, v->dataset,
+            validation_name, validation_copy->n_periods, v->input, v->dataset,
             train->n_periods);
 
   if (linear) {
-    const int64_t rows = train->n_rows + held->n_rows;
+    const int64_t rows = train->n_rows + validation_copy->n_rows;
 
     TCX_TRY(tcx_block_create(ctx, 1, &rows, train->n_vars, train->col_begin,
                              train->n_local, combined));
     append_rows(train, -1, *combined, &row);
-    append_rows(held, -1, *combined, &row);
+    append_rows(validation_copy, -1, *combined, &row);
   } else {
     TCX_TRY(tcx_calloc(ctx, train->n_periods, sizeof(int64_t), "period rows",
                        &period_rows));
     for (int t = 0; t < train->n_periods; t++)
       period_rows[t] = train->period_begin[t + 1] - train->period_begin[t] +
-                       held->period_begin[t + 1] - held->period_begin[t];
+                       validation_copy->period_begin[t + 1] - validation_copy->period_begin[t];
     TCX_TRY(tcx_block_create(ctx, train->n_periods, period_rows,
                              train->n_vars, train->col_begin, train->n_local,
                              combined));
     for (int t = 0; t < train->n_periods; t++) {
       append_rows(train, t, *combined, &row);
-      append_rows(held, t, *combined, &row);
+      append_rows(validation_copy, t, *combined, &row);
     }
   }
 
 cleanup:
   free(period_rows);
-  tcx_block_destroy(&held);
+  tcx_block_destroy(&validation_copy);
   return rc;
 }
