@@ -75,9 +75,9 @@ static int read_table(const char *path, table_row *rows, int max_rows)
     double seconds;
 
     assert_true(count < max_rows);
-    assert_int_equal(sscanf(line, "%lld,%lf,%lf,%lld,%lf,%lld,%lf",
-                            &row->point, &row->l1, &row->gamma, &row->factors,
-                            &row->nll, &row->iterations, &seconds),
+    assert_int_equal(sscanf(line, "%lld,%lf,%lf,%lld,%lf,%lld,%lf", &row->point,
+                            &row->l1, &row->gamma, &row->factors, &row->nll,
+                            &row->iterations, &seconds),
                      7);
     count++;
   }
@@ -169,8 +169,8 @@ static void run_select(int ranks, const char *options, run_output *out)
 static void table_matches_fit_and_score(void **state)
 {
   cli_fixture *fixture = *state;
-  char data[PATH_SIZE], options[ARGS_MAX], table[2][PATH_SIZE], best[2][PATH_SIZE],
-      model[PATH_SIZE];
+  char data[PATH_SIZE], options[ARGS_MAX], table[2][PATH_SIZE],
+      best[2][PATH_SIZE], model[PATH_SIZE];
   table_row rows[2][N_POINTS];
   run_output out;
 
@@ -194,8 +194,8 @@ static void table_matches_fit_and_score(void **state)
     for (int k = 0; k < N_POINTS; k++) {
       /* Every point on 1 rank; the best one on 2 ranks. */
       if (r == 0) {
-        const double nll = fit_and_score(1, data, model, L1[k / 2], GAMMA,
-                                         FACTORS[k % 2]);
+        const double nll =
+            fit_and_score(1, data, model, L1[k / 2], GAMMA, FACTORS[k % 2]);
 
         assert_float_equal(rows[0][k].nll, nll, 1e-6);
       } else {
@@ -205,8 +205,8 @@ static void table_matches_fit_and_score(void **state)
     }
 
     k_best = lowest_nll(rows[r], N_POINTS);
-    assert_float_equal(fit_and_score(ranks, data, model, L1[k_best / 2],
-                                     GAMMA, FACTORS[k_best % 2]),
+    assert_float_equal(fit_and_score(ranks, data, model, L1[k_best / 2], GAMMA,
+                                     FACTORS[k_best % 2]),
                        rows[r][k_best].nll, 1e-6);
     /* Same rank count and options: the same arithmetic, bit for bit. */
     assert_same_dataset(best[r], model, "/factors", 0.0);
@@ -234,8 +234,9 @@ static void point_tables_merge(void **state)
       {GRID, "absent_*.csv", "no file matches --from-tables"},
   };
   cli_fixture *fixture = *state;
-  char data[PATH_SIZE], options[ARGS_MAX], full[PATH_SIZE], merged[PATH_SIZE], best[PATH_SIZE],
-      merged_best[PATH_SIZE], point[PATH_SIZE], moved[PATH_SIZE];
+  char data[PATH_SIZE], options[ARGS_MAX], full[PATH_SIZE], merged[PATH_SIZE],
+      best[PATH_SIZE], merged_best[PATH_SIZE], point[PATH_SIZE],
+      moved[PATH_SIZE];
   table_row full_rows[N_POINTS], merged_rows[N_POINTS], one[1];
   run_output out;
 
@@ -243,8 +244,7 @@ static void point_tables_merge(void **state)
   snprintf(full, sizeof(full), "%s/grid.csv", fixture->dir);
   snprintf(merged, sizeof(merged), "%s/merged.csv", fixture->dir);
   snprintf(best, sizeof(best), "%s/best.h5", fixture->dir);
-  snprintf(merged_best, sizeof(merged_best), "%s/merged_best.h5",
-           fixture->dir);
+  snprintf(merged_best, sizeof(merged_best), "%s/merged_best.h5", fixture->dir);
   snprintf(options, sizeof(options),
            "--grid " GRID " --train %s --dataset /train --validation %s "
            "--validation-dataset /test --table %s --output %s",
@@ -286,12 +286,10 @@ static void point_tables_merge(void **state)
     snprintf(moved, sizeof(moved), "%s/moved_%d.csv", fixture->dir, k);
     assert_int_equal(rename(point, moved), 0);
   }
-  for (size_t c = 0; c < sizeof(merge_errors) / sizeof(merge_errors[0]);
-       c++) {
+  for (size_t c = 0; c < sizeof(merge_errors) / sizeof(merge_errors[0]); c++) {
     snprintf(options, sizeof(options),
-             "--grid %s --from-tables '%s/%s' --table %s",
-             merge_errors[c].grid, fixture->dir, merge_errors[c].pattern,
-             merged);
+             "--grid %s --from-tables '%s/%s' --table %s", merge_errors[c].grid,
+             fixture->dir, merge_errors[c].pattern, merged);
     run_select(1, options, &out);
     assert_int_equal(out.exit_code, 3);
     assert_non_null(strstr(out.text, merge_errors[c].phrase));
@@ -341,14 +339,13 @@ static void write_joined_files(const char *dir, const char *data)
            N_TEST * row * sizeof(double));
   }
   snprintf(path, sizeof(path), "%s/joined3.h5", dir);
-  write_data(path, 3,
-             (const hsize_t[]){N_PERIODS, N_TRAIN + N_TEST, N_VARS}, joined);
+  write_data(path, 3, (const hsize_t[]){N_PERIODS, N_TRAIN + N_TEST, N_VARS},
+             joined);
 
   memcpy(joined, train, count_train * sizeof(double));
   memcpy(joined + count_train, test, count_test * sizeof(double));
   snprintf(path, sizeof(path), "%s/joined2.h5", dir);
-  write_data(path, 2,
-             (const hsize_t[]){N_PERIODS * (N_TRAIN + N_TEST), N_VARS},
+  write_data(path, 2, (const hsize_t[]){N_PERIODS * (N_TRAIN + N_TEST), N_VARS},
              joined);
   snprintf(path, sizeof(path), "%s/train.h5", dir);
   write_data(path, 2, (const hsize_t[]){N_PERIODS * N_TRAIN, N_VARS}, train);
@@ -360,8 +357,7 @@ static void write_joined_files(const char *dir, const char *data)
 }
 
 /* Fits the joined file with 'tcorex fit' into model. */
-static void fit_joined(const char *joined, const char *extra,
-                       const char *model)
+static void fit_joined(const char *joined, const char *extra, const char *model)
 {
   char args[ARGS_MAX];
   run_output out;
@@ -381,8 +377,9 @@ static void fit_joined(const char *joined, const char *extra,
 static void refit_joins_data(void **state)
 {
   cli_fixture *fixture = *state;
-  char data[PATH_SIZE], options[ARGS_MAX], table[PATH_SIZE], table2[PATH_SIZE], refit[PATH_SIZE],
-      model[PATH_SIZE], joined[PATH_SIZE], extra[256];
+  char data[PATH_SIZE], options[ARGS_MAX], table[PATH_SIZE], table2[PATH_SIZE],
+      refit[PATH_SIZE], model[PATH_SIZE], joined[PATH_SIZE], merged[PATH_SIZE],
+      extra[256];
   table_row rows[N_POINTS], rows2[N_POINTS];
   run_output out;
   int k;
@@ -409,6 +406,18 @@ static void refit_joins_data(void **state)
   fit_joined(joined, extra, model);
   assert_same_dataset(refit, model, "/factors", 0.0);
   assert_same_dataset(refit, model, "/mean", 0.0);
+
+  /* The dependent job of a job array: merge tables, refit the best point.
+   * The full table serves as the one table to merge. */
+  snprintf(merged, sizeof(merged), "%s/merged.csv", fixture->dir);
+  snprintf(options, sizeof(options),
+           "--grid " GRID " --from-tables '%s' --table %s --train %s "
+           "--dataset /train --validation %s --validation-dataset /test "
+           "--output %s --refit",
+           table, merged, data, data, refit);
+  run_select(2, options, &out);
+  assert_int_equal(out.exit_code, 0);
+  assert_same_dataset(refit, model, "/factors", 0.0);
 
   /* T-CorEx, [T, p] files split with --periods: the same periods, so the
    * same table and refitted model. */
@@ -444,8 +453,8 @@ static void refit_joins_data(void **state)
       double seconds;
 
       assert_non_null(fgets(line, sizeof(line), file));
-      assert_int_equal(sscanf(line, "%lld,%lld,%lf,%lld,%lf", &point,
-                              &factors, &nll[j], &iterations, &seconds),
+      assert_int_equal(sscanf(line, "%lld,%lld,%lf,%lld,%lf", &point, &factors,
+                              &nll[j], &iterations, &seconds),
                        5);
       assert_int_equal(factors, j + 2);
     }

@@ -27,7 +27,7 @@ int tcx_cli_score_check(tcx_ctx *ctx, const tcx_model *model,
  * means, or not at all with zero_mean. A missing value becomes the model's
  * mean, and *n_missing counts them over all ranks. Collective. */
 int tcx_cli_score_block(tcx_ctx *ctx, const tcx_model *model, int zero_mean,
-                        tcx_block *block, double *period_nll,
-                        double *mean_nll, int64_t *n_missing);
+                        tcx_block *block, double *period_nll, double *mean_nll,
+                        int64_t *n_missing);
 
 #endif

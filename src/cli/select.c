@@ -45,14 +45,13 @@ static const tcx_option_spec select_options[] = {
      "HDF5 file with the training data, [T, p] or [nt, ns, p]", 0, 0, 0, 0,
      NULL, 0},
     {"--dataset", TCX_OPT_STRING, SELECT_FIELD(fit.dataset), "NAME",
-     "dataset inside the training file (default /data)", 0, 0, 0, 0, NULL,
-     0},
+     "dataset inside the training file (default /data)", 0, 0, 0, 0, NULL, 0},
     {"--validation", TCX_OPT_STRING, SELECT_FIELD(validation), "FILE",
-     "HDF5 file with the validation data, scored as 'tcorex score' scores",
-     0, 0, 0, 0, NULL, 0},
-    {"--validation-dataset", TCX_OPT_STRING, SELECT_FIELD(validation_dataset),
-     "NAME", "dataset inside the validation file (default: as --dataset)", 0,
+     "HDF5 file with the validation data, scored as 'tcorex score' scores", 0,
      0, 0, 0, NULL, 0},
+    {"--validation-dataset", TCX_OPT_STRING, SELECT_FIELD(validation_dataset),
+     "NAME", "dataset inside the validation file (default: as --dataset)", 0, 0,
+     0, 0, NULL, 0},
     {"--table", TCX_OPT_STRING, SELECT_FIELD(table), "FILE",
      "CSV table to write: point, grid keys, validation_nll, iterations, "
      "seconds",
@@ -69,11 +68,11 @@ static const tcx_option_spec select_options[] = {
      "this glob(3) pattern (quote it)",
      0, 0, 0, 0, NULL, 0},
     {"--refit", TCX_OPT_FLAG, SELECT_FIELD(refit), NULL,
-     "fit the --output model to the training and validation data together",
-     0, 0, 0, 0, NULL, 0},
+     "fit the --output model to the training and validation data together", 0,
+     0, 0, 0, NULL, 0},
     {"--zero-mean", TCX_OPT_FLAG, SELECT_FIELD(zero_mean), NULL,
-     "score the validation data as zero-mean, as 'tcorex score --zero-mean'",
-     0, 0, 0, 0, NULL, 0},
+     "score the validation data as zero-mean, as 'tcorex score --zero-mean'", 0,
+     0, 0, 0, NULL, 0},
     {"--factors", TCX_OPT_INT, SELECT_FIELD(fit.factors), "M",
      "number of latent factors (required unless the grid sets factors)", 1,
      1e18, 0, 0, NULL, 0},
@@ -109,8 +108,8 @@ static int check_points(tcx_ctx *ctx, const select_values *v,
       continue;
     snprintf(inner, sizeof(inner), "%s", tcx_ctx_message(ctx));
     tcx_grid_describe(grid, k, description, sizeof(description));
-    TCX_CHECK(0, ctx, TCX_ERR_USAGE, "grid point %lld (%s): %s",
-              (long long)k, description, inner);
+    TCX_CHECK(0, ctx, TCX_ERR_USAGE, "grid point %lld (%s): %s", (long long)k,
+              description, inner);
   }
 
 cleanup:
@@ -121,14 +120,14 @@ static int check_files(tcx_ctx *ctx, const select_values *v)
 {
   int rc = TCX_OK;
 
-  TCX_TRY(tcx_cli_check_distinct(ctx, "--train", v->train, "--table",
+  TCX_TRY(
+      tcx_cli_check_distinct(ctx, "--train", v->train, "--table", v->table));
+  TCX_TRY(tcx_cli_check_distinct(ctx, "--validation", v->validation, "--table",
                                  v->table));
-  TCX_TRY(tcx_cli_check_distinct(ctx, "--validation", v->validation,
-                                 "--table", v->table));
   TCX_TRY(tcx_cli_check_distinct(ctx, "--train", v->train, "--output",
                                  v->fit.output));
-  TCX_TRY(tcx_cli_check_distinct(ctx, "--validation", v->validation,
-                                 "--output", v->fit.output));
+  TCX_TRY(tcx_cli_check_distinct(ctx, "--validation", v->validation, "--output",
+                                 v->fit.output));
   TCX_TRY(tcx_cli_check_distinct(ctx, "--table", v->table, "--output",
                                  v->fit.output));
   TCX_TRY(tcx_h5_check_output_path(ctx, v->table));
@@ -211,13 +210,13 @@ cleanup:
 
 /* Reads the training data (split as 'tcorex fit' splits it) and the
  * validation data, each when the mode needs it. Collective. */
-static int read_data(tcx_ctx *ctx, const select_values *v,
-                     const tcx_grid *grid, select_data *data)
+static int read_data(tcx_ctx *ctx, const select_values *v, const tcx_grid *grid,
+                     select_data *data)
 {
   const tcx_read_options train = {v->fit.dataset, !isnan(v->fit.missing),
                                   v->fit.missing};
-  const tcx_read_options validation = {
-      validation_dataset(v), !isnan(v->fit.missing), v->fit.missing};
+  const tcx_read_options validation = {validation_dataset(v),
+                                       !isnan(v->fit.missing), v->fit.missing};
   int rc = TCX_OK;
 
   if (needs_train(v)) {
@@ -237,8 +236,8 @@ static int read_data(tcx_ctx *ctx, const select_values *v,
       TCX_TRY(tcx_ctx_agree(ctx, check_linear_keys(ctx, v, grid)));
   }
   if (needs_validation(v)) {
-    TCX_TRY(tcx_h5_read_block(ctx, v->validation, &validation,
-                              &data->validation));
+    TCX_TRY(
+        tcx_h5_read_block(ctx, v->validation, &validation, &data->validation));
     TCX_CHECK(!data->train || data->validation->n_vars == data->train->n_vars,
               ctx, TCX_ERR_INPUT,
               "%s:%s has %lld variables but %s:%s has %lld; validation data "
@@ -264,23 +263,23 @@ static int64_t model_iterations(const tcx_model *model)
  * score' scores a model file. Collective. */
 static int score_point(tcx_ctx *ctx, const select_values *v,
                        const fit_values *point, const select_data *data,
-                       const tcx_model *model, double *nll,
-                       int64_t *n_missing)
+                       const tcx_model *model, double *nll, int64_t *n_missing)
 {
   tcx_block *validation_copy = NULL;
   double *period_nll = NULL;
   int rc = TCX_OK;
 
   TCX_TRY(tcx_select_copy_block(ctx, data->validation, &validation_copy));
-  TCX_TRY(tcx_ctx_agree(
-      ctx, tcx_cli_score_split(ctx, model, point->period_length, validation_copy)));
+  TCX_TRY(
+      tcx_ctx_agree(ctx, tcx_cli_score_split(ctx, model, point->period_length,
+                                             validation_copy)));
   TCX_TRY(tcx_ctx_agree(ctx, tcx_cli_score_check(ctx, model, "of the point",
                                                  validation_copy, v->validation,
                                                  validation_dataset(v))));
-  TCX_TRY(tcx_calloc(ctx, validation_copy->n_periods, sizeof(double), "period NLL",
-                     &period_nll));
-  TCX_TRY(tcx_cli_score_block(ctx, model, v->zero_mean, validation_copy, period_nll, nll,
-                              n_missing));
+  TCX_TRY(tcx_calloc(ctx, validation_copy->n_periods, sizeof(double),
+                     "period NLL", &period_nll));
+  TCX_TRY(tcx_cli_score_block(ctx, model, v->zero_mean, validation_copy,
+                              period_nll, nll, n_missing));
 
 cleanup:
   free(period_nll);
@@ -290,9 +289,8 @@ cleanup:
 
 /* Fits point k to the training data. Linear CorEx standardises its block in
  * place, so it gets a working copy. Collective. */
-static int fit_point(tcx_ctx *ctx, const select_values *v,
-                     const tcx_grid *grid, int64_t k, tcx_block *train,
-                     tcx_model **model)
+static int fit_point(tcx_ctx *ctx, const select_values *v, const tcx_grid *grid,
+                     int64_t k, tcx_block *train, tcx_model **model)
 {
   fit_values point = v->fit;
   tcx_block *copy = NULL;
@@ -389,8 +387,7 @@ static int64_t best_row(const tcx_grid_row *rows, int64_t n_rows)
  * best point in *best unless best is NULL. Collective. */
 static int evaluate_grid(tcx_ctx *ctx, const select_values *v,
                          const tcx_grid *grid, const select_data *data,
-                         tcx_grid_row *rows, int64_t *n_rows,
-                         tcx_model **best)
+                         tcx_grid_row *rows, int64_t *n_rows, tcx_model **best)
 {
   const int64_t first = v->point >= 0 ? v->point : 0;
   const int64_t end = v->point >= 0 ? v->point + 1 : grid->n_points;
@@ -439,8 +436,8 @@ cleanup:
 /* Fits the output model of point k: to the training data, or with --refit
  * to the training and validation data together. Collective. */
 static int fit_output(tcx_ctx *ctx, const select_values *v,
-                      const tcx_grid *grid, const select_data *data,
-                      int64_t k, tcx_model **model)
+                      const tcx_grid *grid, const select_data *data, int64_t k,
+                      tcx_model **model)
 {
   fit_values point = v->fit;
   tcx_block *combined = NULL;
@@ -449,15 +446,14 @@ static int fit_output(tcx_ctx *ctx, const select_values *v,
   if (!v->refit)
     return fit_point(ctx, v, grid, k, data->train, model);
   tcx_grid_apply(grid, k, &point);
-  TCX_TRY(tcx_ctx_agree(
-      ctx, tcx_select_combine(ctx, &point, data->train, data->validation,
-                              v->validation, &combined)));
+  TCX_TRY(tcx_ctx_agree(ctx, tcx_select_combine(ctx, &point, data->train,
+                                                data->validation, v->validation,
+                                                &combined)));
   tcx_log(ctx, TCX_LOG_PROGRESS,
           "select: refitting point %lld to %lld training and validation "
           "samples",
           (long long)k, (long long)combined->n_rows);
-  TCX_TRY(tcx_ctx_agree(ctx,
-                        tcx_cli_fit_block(ctx, &point, combined, model)));
+  TCX_TRY(tcx_ctx_agree(ctx, tcx_cli_fit_block(ctx, &point, combined, model)));
 
 cleanup:
   tcx_block_destroy(&combined);
@@ -482,14 +478,14 @@ static int write_output(tcx_ctx *ctx, const select_values *v,
     TCX_TRY(tcx_model_set_double(ctx, *model, "seconds", tcx_time() - start));
   }
   TCX_TRY(tcx_model_set_int(ctx, *model, "select_point", row->point));
-  TCX_TRY(tcx_model_set_string(ctx, *model, "select_parameters",
-                               description));
+  TCX_TRY(tcx_model_set_string(ctx, *model, "select_parameters", description));
   TCX_TRY(tcx_model_set_double(ctx, *model, "validation_nll", row->nll));
   TCX_TRY(tcx_model_set_string(ctx, *model, "validation_input",
                                v->validation ? v->validation : ""));
   TCX_TRY(tcx_model_set_int(ctx, *model, "refit", v->refit));
   TCX_TRY(tcx_model_write(ctx, v->fit.output, *model));
-  tcx_log(ctx, TCX_LOG_WARNING, "select: model of point %lld (%s)%s written "
+  tcx_log(ctx, TCX_LOG_WARNING,
+          "select: model of point %lld (%s)%s written "
           "to %s",
           (long long)row->point, description,
           v->refit ? ", refitted to training and validation data," : "",
@@ -532,8 +528,7 @@ static int run_select(tcx_ctx *ctx, void *values)
             "every grid point failed numerically (validation NLL nan in %s); "
             "try fewer factors or other options",
             v->table);
-  tcx_grid_describe(&grid, rows[best].point, description,
-                    sizeof(description));
+  tcx_grid_describe(&grid, rows[best].point, description, sizeof(description));
   tcx_log(ctx, TCX_LOG_WARNING,
           "select: best point %lld (%s): validation NLL %.6f; table written "
           "to %s",

@@ -16,9 +16,8 @@ int tcx_select_copy_block(tcx_ctx *ctx, const tcx_block *source,
                      &period_rows));
   for (int t = 0; t < source->n_periods; t++)
     period_rows[t] = source->period_begin[t + 1] - source->period_begin[t];
-  TCX_TRY(tcx_block_create(ctx, source->n_periods, period_rows,
-                           source->n_vars, source->col_begin, source->n_local,
-                           copy));
+  TCX_TRY(tcx_block_create(ctx, source->n_periods, period_rows, source->n_vars,
+                           source->col_begin, source->n_local, copy));
   memcpy((*copy)->data, source->data,
          (size_t)(source->n_rows * source->n_local) * sizeof(double));
 
@@ -55,7 +54,8 @@ int tcx_select_combine(tcx_ctx *ctx, const fit_values *v,
   TCX_TRY(tcx_select_copy_block(ctx, validation, &validation_copy));
   if (!linear && validation_copy->n_periods == 1 &&
       (v->periods > 0 || v->period_length > 0))
-    TCX_TRY(tcx_block_split_periods(ctx, validation_copy, v->periods, v->period_length));
+    TCX_TRY(tcx_block_split_periods(ctx, validation_copy, v->periods,
+                                    v->period_length));
   TCX_CHECK(linear || validation_copy->n_periods == train->n_periods, ctx,
             TCX_ERR_INPUT,
             "--refit joins training and validation data period by period, "
@@ -76,10 +76,10 @@ int tcx_select_combine(tcx_ctx *ctx, const fit_values *v,
                        &period_rows));
     for (int t = 0; t < train->n_periods; t++)
       period_rows[t] = train->period_begin[t + 1] - train->period_begin[t] +
-                       validation_copy->period_begin[t + 1] - validation_copy->period_begin[t];
-    TCX_TRY(tcx_block_create(ctx, train->n_periods, period_rows,
-                             train->n_vars, train->col_begin, train->n_local,
-                             combined));
+                       validation_copy->period_begin[t + 1] -
+                       validation_copy->period_begin[t];
+    TCX_TRY(tcx_block_create(ctx, train->n_periods, period_rows, train->n_vars,
+                             train->col_begin, train->n_local, combined));
     for (int t = 0; t < train->n_periods; t++) {
       append_rows(train, t, *combined, &row);
       append_rows(validation_copy, t, *combined, &row);

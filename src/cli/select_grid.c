@@ -59,8 +59,7 @@ static int parse_values(tcx_ctx *ctx, const char *item, const char *list,
             key->name, key->name);
   for (const char *c = list; *c; c++)
     count += *c == ',';
-  TCX_TRY(tcx_calloc(ctx, count, sizeof(double), "grid values",
-                     &key->values));
+  TCX_TRY(tcx_calloc(ctx, count, sizeof(double), "grid values", &key->values));
   for (int64_t k = 0; k < count; k++) {
     const char *end = strchr(start, ',');
     const size_t length = end ? (size_t)(end - start) : strlen(start);
@@ -79,8 +78,7 @@ static int parse_values(tcx_ctx *ctx, const char *item, const char *list,
     rc = tcx_options_parse_number(ctx, key->spec, token, &key->values[k]);
     if (rc != TCX_OK) {
       snprintf(inner, sizeof(inner), "%s", tcx_ctx_message(ctx));
-      TCX_CHECK(0, ctx, TCX_ERR_USAGE, "in --grid item '%s': %s", item,
-                inner);
+      TCX_CHECK(0, ctx, TCX_ERR_USAGE, "in --grid item '%s': %s", item, inner);
     }
     key->n_values++;
     start = end ? end + 1 : start + length;
@@ -103,8 +101,8 @@ static int parse_item(tcx_ctx *ctx, const char *item, tcx_grid *grid)
             item);
   length = (size_t)(equals - item);
   TCX_CHECK(grid_key_spec(item, length), ctx, TCX_ERR_USAGE,
-            "unknown --grid key '%.*s' in '%s'; accepted keys: %s",
-            (int)length, item, item, tcx_grid_key_names());
+            "unknown --grid key '%.*s' in '%s'; accepted keys: %s", (int)length,
+            item, item, tcx_grid_key_names());
   TCX_CHECK(grid->n_keys < TCX_GRID_MAX_KEYS, ctx, TCX_ERR_USAGE,
             "--grid has more than %d keys", TCX_GRID_MAX_KEYS);
   key = &grid->keys[grid->n_keys];
@@ -206,8 +204,8 @@ void tcx_grid_format_header(const tcx_grid *grid, char *text, size_t size)
   size_t used = (size_t)snprintf(text, size, "point");
 
   for (int j = 0; j < grid->n_keys && used < size; j++)
-    used += (size_t)snprintf(text + used, size - used, ",%s",
-                             grid->keys[j].name);
+    used +=
+        (size_t)snprintf(text + used, size - used, ",%s", grid->keys[j].name);
   if (used < size)
     snprintf(text + used, size - used, ",validation_nll,iterations,seconds");
 }

@@ -129,8 +129,8 @@ static int parse_row(tcx_ctx *ctx, const tcx_grid *grid, const char *path,
             ctx, TCX_ERR_INPUT,
             "%s line %lld: point '%s' is not an index of the grid's %lld "
             "points (0 to %lld)",
-            path, (long long)line_number, fields[0],
-            (long long)grid->n_points, (long long)grid->n_points - 1);
+            path, (long long)line_number, fields[0], (long long)grid->n_points,
+            (long long)grid->n_points - 1);
   for (int j = 0; j < grid->n_keys; j++) {
     char expected[40];
     double value;
@@ -173,8 +173,8 @@ static int store_row(tcx_ctx *ctx, const glob_t *files, int file,
     source->line[k] = line_number;
     return TCX_OK;
   }
-  same = (rows[k].nll == row->nll || (isnan(rows[k].nll) && isnan(row->nll)))
-         && rows[k].iterations == row->iterations;
+  same = (rows[k].nll == row->nll || (isnan(rows[k].nll) && isnan(row->nll))) &&
+         rows[k].iterations == row->iterations;
   TCX_CHECK(same, ctx, TCX_ERR_INPUT,
             "point %lld has different results in %s line %lld and %s line "
             "%lld; remove the stale file or narrow the --from-tables pattern",
@@ -256,9 +256,9 @@ static int64_t list_missing(const table_source *source, int64_t n_points,
         used += (size_t)snprintf(text + used, size - used, "%s%lld",
                                  used ? ", " : "", (long long)k);
       else
-        used += (size_t)snprintf(text + used, size - used, "%s%lld-%lld",
-                                 used ? ", " : "", (long long)k,
-                                 (long long)last);
+        used +=
+            (size_t)snprintf(text + used, size - used, "%s%lld-%lld",
+                             used ? ", " : "", (long long)k, (long long)last);
     } else if (!truncated) {
       used += (size_t)snprintf(text + used, size - used, ", ...");
       truncated = 1;
@@ -296,8 +296,8 @@ int tcx_grid_read_tables(tcx_ctx *ctx, const char *pattern,
   for (size_t f = 0; f < files.gl_pathc; f++)
     TCX_TRY(read_table(ctx, grid, &files, (int)f, rows, &source));
 
-  n_missing = list_missing(&source, grid->n_points, missing_text,
-                           sizeof(missing_text));
+  n_missing =
+      list_missing(&source, grid->n_points, missing_text, sizeof(missing_text));
   TCX_CHECK(n_missing == 0, ctx, TCX_ERR_INPUT,
             "the %zu table(s) matching '%s' have no row for %lld of the %lld "
             "grid points: %s (counted from 0); run 'tcorex select --point K' "
