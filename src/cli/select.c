@@ -332,6 +332,8 @@ static int evaluate_point(tcx_ctx *ctx, const select_values *v,
     rc = score_point(ctx, v, &point, data, *model, &row->nll, &n_missing);
   }
   row->seconds = tcx_time() - start;
+  /* NOTE: no test makes a point fail numerically, so this branch has only
+   * been read, not run. */
   if (rc == TCX_ERR_NUMERIC) {
     tcx_log(ctx, TCX_LOG_WARNING,
             "tcorex: warning: grid point %lld (%s) failed and gets NLL nan: "
