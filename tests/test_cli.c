@@ -18,86 +18,7 @@
 
 #include <cmocka.h>
 
-enum { ARGS_MAX = 2048, COMMAND_MAX = 4096, OUTPUT_MAX = 65536 };
-
-typedef struct run_output {
-  int exit_code;
-  char text[OUTPUT_MAX]; /* stdout and stderr together */
-} run_output;
-
-typedef struct cli_fixture {
-  char dir[256];
-} cli_fixture;
-
-/* Runs a shell command, capturing its output and exit code. */
-static void run(const char *command, run_output *out)
-{
-  char full[COMMAND_MAX + 16];
-  FILE *pipe;
-  size_t length = 0;
-  int status;
-
-  snprintf(full, sizeof(full), "%s 2>&1", command);
-  pipe = popen(full, "r");
-  assert_non_null(pipe);
-  while (length + 1 < sizeof(out->text) &&
-         fgets(out->text + length, (int)(sizeof(out->text) - length), pipe))
-    length += strlen(out->text + length);
-  out->text[length] = '\0';
-  status = pclose(pipe);
-  out->exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128;
-}
-
-static void run_cli(const char *args, run_output *out)
-{
-  char command[COMMAND_MAX];
-
-  snprintf(command, sizeof(command), "%s %s", TCX_CLI_PATH, args);
-  run(command, out);
-}
-
-static void run_mpi(int ranks, const char *args, run_output *out)
-{
-  char command[COMMAND_MAX];
-
-  snprintf(command, sizeof(command),
-           "OPENBLAS_NUM_THREADS=1 %s -n %d %s %s %s", TCX_MPIEXEC, ranks,
-           TCX_MPIEXEC_FLAGS, TCX_CLI_PATH, args);
-  run(command, out);
-}
-
-static int file_exists(const char *path)
-{
-  struct stat info;
-
-  return stat(path, &info) == 0;
-}
-
-static int setup_dir(void **state)
-{
-  cli_fixture *fixture = calloc(1, sizeof(*fixture));
-
-  if (!fixture)
-    return -1;
-  snprintf(fixture->dir, sizeof(fixture->dir), "%s/tcx_cli_XXXXXX",
-           getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-  if (!mkdtemp(fixture->dir))
-    return -1;
-  *state = fixture;
-  return 0;
-}
-
-static int teardown_dir(void **state)
-{
-  cli_fixture *fixture = *state;
-  char command[512];
-
-  snprintf(command, sizeof(command), "rm -rf '%s'", fixture->dir);
-  if (system(command) != 0)
-    fprintf(stderr, "cannot remove %s\n", fixture->dir);
-  free(fixture);
-  return 0;
-}
+#include "cli_test.h"
 
 static void help_lists_commands(void **state)
 {
@@ -253,32 +174,6 @@ static void missing_input_is_input_error(void **state)
   assert_false(file_exists(output));
 }
 
-/* Reads a whole dataset of a small HDF5 file as double. */
-static double *read_dataset(const char *path, const char *name,
-                            hsize_t *count)
-{
-  hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-  hid_t dataset, space;
-  double *values;
-  hssize_t points;
-
-  assert_true(file >= 0);
-  dataset = H5Dopen2(file, name, H5P_DEFAULT);
-  assert_true(dataset >= 0);
-  space = H5Dget_space(dataset);
-  points = H5Sget_simple_extent_npoints(space);
-  assert_true(points > 0);
-  values = calloc((size_t)points, sizeof(double));
-  assert_non_null(values);
-  assert_true(H5Dread(dataset, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL,
-                      H5P_DEFAULT, values) >= 0);
-  H5Sclose(space);
-  H5Dclose(dataset);
-  H5Fclose(file);
-  *count = (hsize_t)points;
-  return values;
-}
-
 /* Checks the exported label image against the input scan, read with
  * nifticlib here: same grid and affine, labels exactly on the voxels whose
  * time series varies, and each label a valid 1-based factor. */
@@ -401,19 +296,6 @@ static void fmri_pipeline_two_and_three_ranks(void **state)
   run_mpi(2, args, &out);
   assert_int_equal(out.exit_code, 0);
   assert_non_null(strstr(out.text, "mean\t20\t"));
-}
-
-/* Returns the value in the last line "mean<TAB>rows<TAB>nll" of score's
- * output. */
-static double score_mean(const char *text)
-{
-  const char *line = strstr(text, "mean\t");
-  double nll = NAN;
-  long long rows = 0;
-
-  assert_non_null(line);
-  assert_int_equal(sscanf(line, "mean\t%lld\t%lf", &rows, &nll), 2);
-  return nll;
 }
 
 /* Reads a double dataset's mean, for the truth's test NLL per period. */

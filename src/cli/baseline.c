@@ -265,4 +265,6 @@ const tcx_command tcx_command_baseline = {
     run_baseline,
     sizeof(baseline_values),
     baseline_defaults,
+    NULL,
+    0,
 };

@@ -11,6 +11,7 @@ extern const tcx_command tcx_command_export;
 extern const tcx_command tcx_command_simulate;
 extern const tcx_command tcx_command_covariance;
 extern const tcx_command tcx_command_baseline;
+extern const tcx_command tcx_command_select;
 
 
 /* Fails with TCX_ERR_INPUT, naming the file as what ("model file") and the

@@ -88,4 +88,6 @@ const tcx_command tcx_command_convert = {
     run_convert,
     sizeof(convert_values),
     convert_defaults,
+    NULL,
+    0,
 };

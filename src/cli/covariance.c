@@ -189,4 +189,6 @@ const tcx_command tcx_command_covariance = {
     run_covariance,
     sizeof(covariance_values),
     covariance_defaults,
+    NULL,
+    0,
 };

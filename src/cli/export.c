@@ -122,4 +122,6 @@ const tcx_command tcx_command_export = {
     run_export,
     sizeof(export_values),
     export_defaults,
+    NULL,
+    0,
 };

@@ -16,13 +16,32 @@
 
 #define FIT_FIELD(name) offsetof(fit_values, name)
 
-static const tcx_option_spec fit_options[] = {
+/* The options of 'tcorex fit' that 'tcorex select' does not take: the input
+ * and output files and the checkpoint files. */
+static const tcx_option_spec fit_file_options[] = {
     {"--input", TCX_OPT_STRING, FIT_FIELD(input), "FILE",
      "HDF5 file with the data, [T, p] or [nt, ns, p]", 0, 0, 0, 0, NULL, 1},
     {"--dataset", TCX_OPT_STRING, FIT_FIELD(dataset), "NAME",
      "dataset inside the input file (default /data)", 0, 0, 0, 0, NULL, 0},
     {"--output", TCX_OPT_STRING, FIT_FIELD(output), "FILE",
      "model file to write (HDF5)", 0, 0, 0, 0, NULL, 1},
+    {"--checkpoint", TCX_OPT_STRING, FIT_FIELD(checkpoint_path), "FILE",
+     "write the optimiser state to FILE (through FILE.tmp and a rename) "
+     "every --checkpoint-every seconds and when SIGTERM or SIGUSR1 stops "
+     "the fit",
+     0, 0, 0, 0, NULL, 0},
+    {"--checkpoint-every", TCX_OPT_DOUBLE, FIT_FIELD(checkpoint_every), "S",
+     "seconds between two checkpoints, on rank 0's clock (default: write "
+     "only when stopped by a signal)",
+     0, INFINITY, 1, 0, NULL, 0},
+    {"--resume", TCX_OPT_STRING, FIT_FIELD(resume), "FILE",
+     "continue from the checkpoint FILE, written by a run with the same "
+     "input and options (it may also be the --checkpoint FILE)",
+     0, 0, 0, 0, NULL, 0},
+    {NULL, 0, 0, NULL, NULL, 0, 0, 0, 0, NULL, 0},
+};
+
+const tcx_option_spec tcx_cli_fit_options[] = {
     {"--factors", TCX_OPT_INT, FIT_FIELD(factors), "M",
      "number of latent factors, 1 <= M <= number of variables", 1, 1e18, 0, 0,
      NULL, 1},
@@ -93,23 +112,10 @@ static const tcx_option_spec fit_options[] = {
     {"--learning-rate", TCX_OPT_DOUBLE, FIT_FIELD(learning_rate), "R",
      "T-CorEx: Adam step size, or FISTA's first trial step (default 1e-3)",
      0, INFINITY, 1, 0, NULL, 0},
-    {"--checkpoint", TCX_OPT_STRING, FIT_FIELD(checkpoint_path), "FILE",
-     "write the optimiser state to FILE (through FILE.tmp and a rename) "
-     "every --checkpoint-every seconds and when SIGTERM or SIGUSR1 stops "
-     "the fit",
-     0, 0, 0, 0, NULL, 0},
-    {"--checkpoint-every", TCX_OPT_DOUBLE, FIT_FIELD(checkpoint_every), "S",
-     "seconds between two checkpoints, on rank 0's clock (default: write "
-     "only when stopped by a signal)",
-     0, INFINITY, 1, 0, NULL, 0},
-    {"--resume", TCX_OPT_STRING, FIT_FIELD(resume), "FILE",
-     "continue from the checkpoint FILE, written by a run with the same "
-     "input and options (it may also be the --checkpoint FILE)",
-     0, 0, 0, 0, NULL, 0},
     {NULL, 0, 0, NULL, NULL, 0, 0, 0, 0, NULL, 0},
 };
 
-static void fit_defaults(void *values)
+void tcx_cli_fit_defaults(void *values)
 {
   fit_values *v = values;
 
@@ -224,8 +230,8 @@ cleanup:
   return rc;
 }
 
-static int check_fit_request(tcx_ctx *ctx, const fit_values *v,
-                             const tcx_block *block)
+int tcx_cli_fit_check_data(tcx_ctx *ctx, const fit_values *v,
+                           const tcx_block *block)
 {
   int rc = TCX_OK;
 
@@ -250,8 +256,7 @@ cleanup:
   return rc;
 }
 
-/* Checks that need no data, so that they fail before any file is read. */
-static int check_fit_options(tcx_ctx *ctx, const fit_values *v)
+int tcx_cli_fit_check_options(tcx_ctx *ctx, const fit_values *v)
 {
   int rc = TCX_OK;
 
@@ -266,6 +271,17 @@ static int check_fit_options(tcx_ctx *ctx, const fit_values *v)
             ctx, TCX_ERR_USAGE,
             "--optimizer fista handles --l1 only with --reg-type weights; use "
             "--optimizer adam, or --l1 0");
+
+cleanup:
+  return rc;
+}
+
+/* Checks that need no data, so that they fail before any file is read. */
+static int check_fit_options(tcx_ctx *ctx, const fit_values *v)
+{
+  int rc = TCX_OK;
+
+  TCX_TRY(tcx_cli_fit_check_options(ctx, v));
   TCX_TRY(tcx_cli_check_distinct(ctx, "--input", v->input, "--output",
                                  v->output));
   TCX_TRY(tcx_h5_check_output_path(ctx, v->output));
@@ -300,6 +316,34 @@ static void warn_unused_tcorex_options(tcx_ctx *ctx, const fit_values *v)
             "--no-init, --optimizer and --learning-rate have no effect");
 }
 
+int tcx_cli_fit_is_linear(const fit_values *v, const tcx_block *block)
+{
+  return strcmp(v->method, "linear") == 0 || block->n_periods == 1;
+}
+
+int tcx_cli_fit_block(tcx_ctx *ctx, const fit_values *v, tcx_block *block,
+                      tcx_model **model)
+{
+  int rc = TCX_OK;
+
+  *model = NULL;
+  if (tcx_cli_fit_is_linear(v, block)) {
+    warn_unused_tcorex_options(ctx, v);
+    if (block->n_periods > 1)
+      tcx_log(ctx, TCX_LOG_WARNING,
+              "tcorex: warning: linear CorEx pools the %d periods into one",
+              block->n_periods);
+    TCX_TRY(tcx_cli_fit_linear(ctx, v, block, model));
+  } else
+    TCX_TRY(tcx_cli_fit_tcorex(ctx, v, block, model));
+  TCX_TRY(tcx_cli_fit_attributes(ctx, v, block, *model));
+
+cleanup:
+  if (rc != TCX_OK)
+    tcx_model_destroy(model);
+  return rc;
+}
+
 static int run_fit(tcx_ctx *ctx, void *values)
 {
   fit_values *v = values;
@@ -311,7 +355,7 @@ static int run_fit(tcx_ctx *ctx, void *values)
 
   TCX_TRY(tcx_ctx_agree(ctx, check_fit_options(ctx, v)));
   TCX_TRY(tcx_h5_read_block(ctx, v->input, &read, &block));
-  TCX_TRY(tcx_ctx_agree(ctx, check_fit_request(ctx, v, block)));
+  TCX_TRY(tcx_ctx_agree(ctx, tcx_cli_fit_check_data(ctx, v, block)));
   if (v->periods > 0 || v->period_length > 0)
     TCX_TRY(tcx_block_split_periods(ctx, block, v->periods,
                                     v->period_length));
@@ -322,16 +366,7 @@ static int run_fit(tcx_ctx *ctx, void *values)
           block->n_periods, v->input, v->dataset, tcx_ctx_size(ctx));
   TCX_TRY(setup_checkpoint(ctx, v, block));
 
-  if (strcmp(v->method, "linear") == 0 || block->n_periods == 1) {
-    warn_unused_tcorex_options(ctx, v);
-    if (block->n_periods > 1)
-      tcx_log(ctx, TCX_LOG_WARNING,
-              "tcorex: warning: linear CorEx pools the %d periods into one",
-              block->n_periods);
-    TCX_TRY(tcx_cli_fit_linear(ctx, v, block, &model));
-  } else
-    TCX_TRY(tcx_cli_fit_tcorex(ctx, v, block, &model));
-  TCX_TRY(tcx_cli_fit_attributes(ctx, v, block, model));
+  TCX_TRY(tcx_cli_fit_block(ctx, v, block, &model));
   TCX_TRY(tcx_model_set_double(ctx, model, "seconds", tcx_time() - start));
   TCX_TRY(tcx_model_write(ctx, v->output, model));
   tcx_log(ctx, TCX_LOG_WARNING, "fit: model written to %s after %.2f s",
@@ -351,8 +386,10 @@ const tcx_command tcx_command_fit = {
     "--output MODEL.h5 [--periods NT | --period-length L] [--l1 A] [--gamma "
     "G] [--checkpoint FILE [--checkpoint-every S]] [--resume FILE] "
     "[options]",
-    fit_options,
+    fit_file_options,
     run_fit,
     sizeof(fit_values),
-    fit_defaults,
+    tcx_cli_fit_defaults,
+    tcx_cli_fit_options,
+    0,
 };

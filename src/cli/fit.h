@@ -2,6 +2,7 @@
 #ifndef TCX_CLI_FIT_H
 #define TCX_CLI_FIT_H
 
+#include "options.h"
 #include "tcorex/block.h"
 #include "tcorex/checkpoint.h"
 #include "tcorex/model.h"
@@ -38,6 +39,34 @@ typedef struct fit_values {
   /* Set by run_fit from the three options above, not an option itself. */
   tcx_checkpoint *checkpoint;
 } fit_values;
+
+/* The fit options that 'tcorex select' accepts too: every option of 'tcorex
+ * fit' except the input, output and checkpoint files. Offsets are into
+ * fit_values. */
+extern const tcx_option_spec tcx_cli_fit_options[];
+
+/* Sets the defaults of the fit options in a fit_values struct. */
+void tcx_cli_fit_defaults(void *values);
+
+/* Checks the fit options that need no data (option clashes). Returns
+ * TCX_OK or TCX_ERR_USAGE. Not collective. */
+int tcx_cli_fit_check_options(tcx_ctx *ctx, const fit_values *v);
+
+/* Checks the fit options against the data read into block (before any
+ * --periods split): the factor count, the sample count, and periods for
+ * --method tcorex. Not collective. */
+int tcx_cli_fit_check_data(tcx_ctx *ctx, const fit_values *v,
+                           const tcx_block *block);
+
+/* Returns 1 when v and the periods of block select linear CorEx. */
+int tcx_cli_fit_is_linear(const fit_values *v, const tcx_block *block);
+
+/* Fits linear CorEx or T-CorEx, as tcx_cli_fit_is_linear() selects, to the
+ * (already split) block and records the fit options as model attributes.
+ * Linear CorEx standardises block in place. On success the caller frees
+ * *model with tcx_model_destroy(). Collective. */
+int tcx_cli_fit_block(tcx_ctx *ctx, const fit_values *v, tcx_block *block,
+                      tcx_model **model);
 
 /* Fits linear CorEx to all rows of block (periods pooled), standardising
  * block in place, and returns a one-period model. */

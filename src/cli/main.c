@@ -7,9 +7,9 @@
 #include "commands.h"
 
 static const tcx_command *const commands[] = {
-    &tcx_command_fit,    &tcx_command_score,    &tcx_command_convert,
-    &tcx_command_export, &tcx_command_simulate,
-    &tcx_command_covariance, &tcx_command_baseline,
+    &tcx_command_fit,        &tcx_command_score,    &tcx_command_convert,
+    &tcx_command_export,     &tcx_command_simulate, &tcx_command_covariance,
+    &tcx_command_baseline,   &tcx_command_select,
 };
 enum { N_COMMANDS = sizeof(commands) / sizeof(commands[0]) };
 

@@ -52,8 +52,14 @@ static int choice_matches(const char *choices, const char *value)
   return 0;
 }
 
-static int parse_number(tcx_ctx *ctx, const tcx_option_spec *spec,
-                        const char *text, double *number)
+const tcx_option_spec *tcx_options_find(const tcx_option_spec *options,
+                                        const char *name)
+{
+  return find_option(options, name, strlen(name));
+}
+
+int tcx_options_parse_number(tcx_ctx *ctx, const tcx_option_spec *spec,
+                             const char *text, double *number)
 {
   char range[128];
   char *end = NULL;
@@ -113,11 +119,11 @@ static int store_value(tcx_ctx *ctx, const tcx_option_spec *spec,
     *(int *)field = 1;
     break;
   case TCX_OPT_INT:
-    TCX_TRY(parse_number(ctx, spec, text, &number));
+    TCX_TRY(tcx_options_parse_number(ctx, spec, text, &number));
     *(int64_t *)field = (int64_t)number;
     break;
   case TCX_OPT_DOUBLE:
-    TCX_TRY(parse_number(ctx, spec, text, &number));
+    TCX_TRY(tcx_options_parse_number(ctx, spec, text, &number));
     *(double *)field = number;
     break;
   case TCX_OPT_CHOICE:
@@ -150,12 +156,63 @@ static int parse_common(const char *arg, tcx_common_options *common)
   return 1;
 }
 
+static ptrdiff_t table_size(const tcx_option_spec *table)
+{
+  ptrdiff_t count = 0;
+
+  while (table && table[count].name)
+    count++;
+  return count;
+}
+
+/* Finds an option of the command: its own table first, then the shared one.
+ * *shared is set to 1 when the entry comes from the shared table. */
+static const tcx_option_spec *find_command_option(const tcx_command *command,
+                                                  const char *name,
+                                                  size_t length, int *shared)
+{
+  const tcx_option_spec *spec = find_option(command->options, name, length);
+
+  *shared = 0;
+  if (spec || !command->shared_options)
+    return spec;
+  *shared = 1;
+  return find_option(command->shared_options, name, length);
+}
+
+/* Checks the required options of one table; seen is indexed like table. A
+ * shared option that the command's own table shadows is not checked. */
+static int check_required(tcx_ctx *ctx, const tcx_command *command,
+                          const tcx_option_spec *table,
+                          const unsigned char *seen)
+{
+  int rc = TCX_OK;
+
+  for (const tcx_option_spec *spec = table; spec->name; spec++)
+    TCX_CHECK(!spec->required || seen[spec - table] ||
+                  (table != command->options &&
+                   tcx_options_find(command->options, spec->name)),
+              ctx, TCX_ERR_USAGE,
+              "missing required option %s %s; see 'tcorex %s --help'",
+              spec->name, spec->metavar, command->name);
+
+cleanup:
+  return rc;
+}
+
 int tcx_options_parse(tcx_ctx *ctx, const tcx_command *command, int argc,
                       char **argv, void *values, tcx_common_options *common)
 {
+  /* seen[0..63]: the command's own options; seen[64..127]: shared ones. */
   unsigned char seen[128] = {0};
   int rc = TCX_OK;
 
+  TCX_CHECK(table_size(command->options) < 64 &&
+                table_size(command->shared_options) < 64,
+            ctx, TCX_ERR_INTERNAL,
+            "option tables of 'tcorex %s' have 64 entries or more; enlarge "
+            "seen[] in tcx_options_parse",
+            command->name);
   for (int k = 0; k < argc; k++)
     if (strcmp(argv[k], "--help") == 0 || strcmp(argv[k], "-h") == 0) {
       common->help = 1;
@@ -168,6 +225,7 @@ int tcx_options_parse(tcx_ctx *ctx, const tcx_command *command, int argc,
     const size_t name_length = equals ? (size_t)(equals - arg) : strlen(arg);
     const tcx_option_spec *spec;
     const char *text = NULL;
+    int shared = 0;
 
     if (parse_common(arg, common))
       continue;
@@ -178,7 +236,7 @@ int tcx_options_parse(tcx_ctx *ctx, const tcx_command *command, int argc,
               "unexpected argument '%s'; options start with --, see "
               "'tcorex %s --help'",
               arg, command->name);
-    spec = find_option(command->options, arg, name_length);
+    spec = find_command_option(command, arg, name_length, &shared);
     TCX_CHECK(spec, ctx, TCX_ERR_USAGE,
               "unknown option '%.*s' for 'tcorex %s'; see 'tcorex %s --help'",
               (int)name_length, arg, command->name, command->name);
@@ -192,34 +250,48 @@ int tcx_options_parse(tcx_ctx *ctx, const tcx_command *command, int argc,
                 "option %s needs a value (%s)", spec->name, spec->metavar);
       text = argv[++k];
     }
-    TCX_TRY(store_value(ctx, spec, text, values));
-    seen[spec - command->options] = 1;
+    if (shared) {
+      TCX_TRY(store_value(ctx, spec, text,
+                          (char *)values + command->shared_offset));
+      seen[64 + (spec - command->shared_options)] = 1;
+    } else {
+      TCX_TRY(store_value(ctx, spec, text, values));
+      seen[spec - command->options] = 1;
+    }
   }
 
   TCX_CHECK(!(common->quiet && common->verbose), ctx, TCX_ERR_USAGE,
             "give at most one of --quiet and --verbose");
-  for (const tcx_option_spec *spec = command->options; spec->name; spec++)
-    TCX_CHECK(!spec->required || seen[spec - command->options], ctx,
-              TCX_ERR_USAGE, "missing required option %s %s; see 'tcorex %s "
-              "--help'", spec->name, spec->metavar, command->name);
+  TCX_TRY(check_required(ctx, command, command->options, seen));
+  if (command->shared_options)
+    TCX_TRY(check_required(ctx, command, command->shared_options, seen + 64));
 
 cleanup:
   return rc;
 }
 
+static void print_option(const tcx_option_spec *spec)
+{
+  char left[64];
+
+  if (spec->kind == TCX_OPT_FLAG)
+    snprintf(left, sizeof(left), "%s", spec->name);
+  else
+    snprintf(left, sizeof(left), "%s %s", spec->name, spec->metavar);
+  printf("  %-24s %s%s\n", left, spec->help,
+         spec->required ? " (required)" : "");
+}
+
 void tcx_options_print_help(const tcx_command *command)
 {
   printf("Usage: %s\n\n%s\n\nOptions:\n", command->usage, command->summary);
-  for (const tcx_option_spec *spec = command->options; spec->name; spec++) {
-    char left[64];
-
-    if (spec->kind == TCX_OPT_FLAG)
-      snprintf(left, sizeof(left), "%s", spec->name);
-    else
-      snprintf(left, sizeof(left), "%s %s", spec->name, spec->metavar);
-    printf("  %-24s %s%s\n", left, spec->help,
-           spec->required ? " (required)" : "");
-  }
+  for (const tcx_option_spec *spec = command->options; spec->name; spec++)
+    print_option(spec);
+  if (command->shared_options)
+    for (const tcx_option_spec *spec = command->shared_options; spec->name;
+         spec++)
+      if (!tcx_options_find(command->options, spec->name))
+        print_option(spec);
   printf("  %-24s %s\n", "-q, --quiet", "print errors only (default: progress at most once a second)");
   printf("  %-24s %s\n", "-v, --verbose",
          "also print per-iteration detail");

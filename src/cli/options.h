@@ -30,7 +30,10 @@ typedef struct tcx_option_spec {
 } tcx_option_spec;
 
 /* A subcommand: its name, one line of purpose, the usage line and its
- * option table (terminated by an entry with name NULL). */
+ * option table (terminated by an entry with name NULL). shared_options is
+ * NULL or a second table that several commands accept, such as the fit
+ * options. Its offsets are relative to shared_offset inside the command's
+ * value struct. An entry of options with the same name takes precedence. */
 typedef struct tcx_command {
   const char *name;
   const char *summary;
@@ -39,6 +42,8 @@ typedef struct tcx_command {
   int (*run)(tcx_ctx *ctx, void *values);
   size_t values_size;
   void (*set_defaults)(void *values);
+  const tcx_option_spec *shared_options;
+  size_t shared_offset;
 } tcx_command;
 
 /* Options every subcommand accepts. */
@@ -53,6 +58,17 @@ typedef struct tcx_common_options {
  * Sets common->help when --help was given (then nothing is validated). */
 int tcx_options_parse(tcx_ctx *ctx, const tcx_command *command, int argc,
                       char **argv, void *values, tcx_common_options *common);
+
+/* Returns the entry of the NULL-terminated table options named name (such
+ * as "--l1"), or NULL. */
+const tcx_option_spec *tcx_options_find(const tcx_option_spec *options,
+                                        const char *name);
+
+/* Parses text as the value of the numeric option spec (TCX_OPT_INT or
+ * TCX_OPT_DOUBLE) and checks its range. Returns TCX_OK, or TCX_ERR_USAGE
+ * with a message naming the option and the accepted range. */
+int tcx_options_parse_number(tcx_ctx *ctx, const tcx_option_spec *spec,
+                             const char *text, double *number);
 
 /* Prints the subcommand's usage and option table to stdout. */
 void tcx_options_print_help(const tcx_command *command);

@@ -1,6 +1,5 @@
 /* tcorex score: mean Gaussian negative log-likelihood per sample of held-out
- * data under each period's low-rank plus diagonal covariance, or under the
- * dense covariances of a model written by 'tcorex baseline'. */
+ * data under each period's low-rank plus diagonal covariance. */
 #include <math.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -8,6 +7,7 @@
 #include <string.h>
 
 #include "commands.h"
+#include "score.h"
 #include "tcorex/block.h"
 #include "tcorex/dense.h"
 #include "tcorex/h5io.h"
@@ -26,8 +26,7 @@ typedef struct score_values {
 
 static const tcx_option_spec score_options[] = {
     {"--model", TCX_OPT_STRING, offsetof(score_values, model), "FILE",
-     "model file written by 'tcorex fit' or 'tcorex baseline'", 0, 0, 0, 0,
-     NULL, 1},
+     "model file written by 'tcorex fit'", 0, 0, 0, 0, NULL, 1},
     {"--input", TCX_OPT_STRING, offsetof(score_values, input), "FILE",
      "HDF5 file with held-out data, [T, p] or [nt, ns, p]", 0, 0, 0, 0, NULL,
      1},
@@ -80,6 +79,16 @@ static int64_t center_rows(double *rows, int64_t n_rows, int64_t n_local,
   return n_missing;
 }
 
+int tcx_cli_score_split(tcx_ctx *ctx, int n_periods, int64_t period_length,
+                        tcx_block *block)
+{
+  if (block->n_periods > 1 || n_periods == 1)
+    return TCX_OK;
+  if (period_length > 0)
+    return tcx_block_split_periods(ctx, block, 0, period_length);
+  return tcx_block_split_periods(ctx, block, n_periods, 0);
+}
+
 /* Splits a [T, p] input of a model with several periods: by --periods or
  * --period-length when given, otherwise as the model's fit split its input
  * (its period_length attribute, or equal blocks). */
@@ -99,31 +108,69 @@ static int split_input(tcx_ctx *ctx, const score_values *v, int n_periods,
   if (tcx_h5_read_attr_double(ctx, v->model, "period_length",
                               &fitted_length) != TCX_OK)
     fitted_length = 0.0;
-  if (fitted_length > 0)
-    return tcx_block_split_periods(ctx, block, 0, (int64_t)fitted_length);
-  return tcx_block_split_periods(ctx, block, n_periods, 0);
+  return tcx_cli_score_split(ctx, n_periods, (int64_t)fitted_length, block);
 
 cleanup:
   return rc;
 }
 
-static int check_shapes(tcx_ctx *ctx, const score_values *v, int n_periods,
-                        int64_t n_vars, const tcx_block *block)
+int tcx_cli_score_check(tcx_ctx *ctx, int n_periods, int64_t n_vars,
+                        const char *model_name, const tcx_block *block,
+                        const char *input, const char *dataset)
 {
   int rc = TCX_OK;
 
   TCX_CHECK(block->n_vars == n_vars, ctx, TCX_ERR_INPUT,
             "%s:%s has %lld variables but the model %s has %lld; score data "
             "with the variables the model was fitted on",
-            v->input, v->dataset, (long long)block->n_vars, v->model,
+            input, dataset, (long long)block->n_vars, model_name,
             (long long)n_vars);
   TCX_CHECK(n_periods == 1 || n_periods == block->n_periods, ctx,
             TCX_ERR_INPUT,
             "%s:%s has %d period(s) but the model %s has %d; give the held-out "
             "data as [nt, ns, p] with one block per model period",
-            v->input, v->dataset, block->n_periods, v->model, n_periods);
+            input, dataset, block->n_periods, model_name, n_periods);
 
 cleanup:
+  return rc;
+}
+
+int tcx_cli_score_block(tcx_ctx *ctx, const tcx_model *model, int zero_mean,
+                        tcx_block *block, double *period_nll,
+                        double *mean_nll, int64_t *n_missing)
+{
+  const int64_t m = model->n_factors, n_local = model->n_local;
+  int64_t missing = 0;
+  double *l = NULL, *d = NULL;
+  double total = 0.0;
+  int rc = TCX_OK;
+
+  TCX_TRY(tcx_calloc(ctx, m * n_local, sizeof(double), "covariance factor",
+                     &l));
+  TCX_TRY(tcx_calloc(ctx, n_local, sizeof(double), "diagonal", &d));
+  for (int t = 0; t < block->n_periods; t++) {
+    const int s = model->n_periods == 1 ? 0 : t;
+    const int64_t first = block->period_begin[t];
+    const int64_t n_rows = block->period_begin[t + 1] - first;
+    double *rows = block->data + first * n_local;
+
+    missing += center_rows(rows, n_rows, n_local, model->mean + s * n_local,
+                           zero_mean);
+    rc = tcx_lowrank_from_factors(ctx, m, n_local,
+                                  model->factors + s * m * n_local,
+                                  model->std + s * n_local, l, d);
+    TCX_TRY(tcx_ctx_agree(ctx, rc));
+    TCX_TRY(tcx_lowrank_nll(ctx, m, n_local, l, d, n_rows, rows,
+                            &period_nll[t]));
+    total += period_nll[t];
+  }
+  *mean_nll = total / block->n_periods;
+  TCX_TRY_MPI(ctx, MPI_Allreduce(&missing, n_missing, 1, MPI_INT64_T, MPI_SUM,
+                                 tcx_ctx_comm(ctx)));
+
+cleanup:
+  free(l);
+  free(d);
   return rc;
 }
 
@@ -186,7 +233,8 @@ static int run_score_dense(tcx_ctx *ctx, const score_values *v)
                             &n_local, &mean));
   TCX_TRY(tcx_h5_read_block(ctx, v->input, &read, &block));
   TCX_TRY(tcx_ctx_agree(ctx, split_input(ctx, v, n_periods, block)));
-  TCX_TRY(tcx_ctx_agree(ctx, check_shapes(ctx, v, n_periods, n_vars, block)));
+  TCX_TRY(tcx_ctx_agree(ctx, tcx_cli_score_check(ctx, n_periods, n_vars, v->model,
+                                                 block, v->input, v->dataset)));
   TCX_TRY(tcx_grid_create(ctx, TCX_DENSE_BLOCK_SIZE, &grid));
   TCX_TRY(tcx_dense_create(ctx, grid, n_vars, n_vars, &a));
 
@@ -232,11 +280,11 @@ static int run_score(tcx_ctx *ctx, void *values)
 {
   const score_values *v = values;
   const tcx_read_options read = {v->dataset, !isnan(v->missing), v->missing};
-  int64_t n_missing = 0, n_missing_all = 0;
+  int64_t n_missing = 0;
   tcx_model *model = NULL;
   tcx_block *block = NULL;
-  double *l = NULL, *d = NULL;
-  double total = 0.0;
+  double *period_nll = NULL;
+  double mean_nll = 0.0;
   int rc = TCX_OK;
 
   if (is_dense_model(ctx, v->model))
@@ -244,49 +292,33 @@ static int run_score(tcx_ctx *ctx, void *values)
   TCX_TRY(tcx_model_read(ctx, v->model, &model));
   TCX_TRY(tcx_h5_read_block(ctx, v->input, &read, &block));
   TCX_TRY(tcx_ctx_agree(ctx, split_input(ctx, v, model->n_periods, block)));
-  TCX_TRY(tcx_ctx_agree(
-      ctx, check_shapes(ctx, v, model->n_periods, model->n_vars, block)));
-  TCX_TRY(tcx_calloc(ctx, model->n_factors * model->n_local, sizeof(double),
-                     "covariance factor", &l));
-  TCX_TRY(tcx_calloc(ctx, model->n_local, sizeof(double), "diagonal", &d));
+  TCX_TRY(tcx_ctx_agree(ctx, tcx_cli_score_check(
+                                 ctx, model->n_periods, model->n_vars, v->model,
+                                 block, v->input, v->dataset)));
+  TCX_TRY(tcx_calloc(ctx, block->n_periods, sizeof(double), "period NLL",
+                     &period_nll));
+  TCX_TRY(tcx_cli_score_block(ctx, model, v->zero_mean, block, period_nll,
+                              &mean_nll, &n_missing));
 
-  if (tcx_ctx_rank(ctx) == 0)
+  if (tcx_ctx_rank(ctx) == 0) {
     printf("period\tsamples\tnll\n");
-  for (int t = 0; t < block->n_periods; t++) {
-    const int s = model->n_periods == 1 ? 0 : t;
-    const int64_t m = model->n_factors, n_local = model->n_local;
-    const int64_t first = block->period_begin[t];
-    const int64_t n_rows = block->period_begin[t + 1] - first;
-    double *rows = block->data + first * n_local;
-    double nll = 0.0;
-
-    n_missing += center_rows(rows, n_rows, n_local, model->mean + s * n_local,
-                             v->zero_mean);
-    rc = tcx_lowrank_from_factors(ctx, m, n_local,
-                                  model->factors + s * m * n_local,
-                                  model->std + s * n_local, l, d);
-    TCX_TRY(tcx_ctx_agree(ctx, rc));
-    TCX_TRY(tcx_lowrank_nll(ctx, m, n_local, l, d, n_rows, rows, &nll));
-    total += nll;
-    if (tcx_ctx_rank(ctx) == 0)
-      printf("%d\t%lld\t%.6f\n", t, (long long)n_rows, nll);
+    for (int t = 0; t < block->n_periods; t++)
+      printf("%d\t%lld\t%.6f\n", t,
+             (long long)(block->period_begin[t + 1] - block->period_begin[t]),
+             period_nll[t]);
   }
-  TCX_TRY_MPI(ctx, MPI_Allreduce(&n_missing, &n_missing_all, 1, MPI_INT64_T,
-                                 MPI_SUM, tcx_ctx_comm(ctx)));
-  if (n_missing_all > 0)
+  if (n_missing > 0)
     tcx_log(ctx, TCX_LOG_WARNING,
             "tcorex: warning: %lld missing value(s) in %s:%s were replaced by "
             "the model's mean; the NLL is then lower than on complete data",
-            (long long)n_missing_all, v->input, v->dataset);
+            (long long)n_missing, v->input, v->dataset);
   if (tcx_ctx_rank(ctx) == 0) {
-    printf("mean\t%lld\t%.6f\n", (long long)block->n_rows,
-           total / block->n_periods);
+    printf("mean\t%lld\t%.6f\n", (long long)block->n_rows, mean_nll);
     fflush(stdout);
   }
 
 cleanup:
-  free(l);
-  free(d);
+  free(period_nll);
   tcx_block_destroy(&block);
   tcx_model_destroy(&model);
   return rc;
@@ -301,4 +333,6 @@ const tcx_command tcx_command_score = {
     run_score,
     sizeof(score_values),
     score_defaults,
+    NULL,
+    0,
 };

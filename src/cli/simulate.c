@@ -274,4 +274,6 @@ const tcx_command tcx_command_simulate = {
     run_simulate,
     sizeof(simulate_values),
     simulate_defaults,
+    NULL,
+    0,
 };
