@@ -9,6 +9,7 @@ extern const tcx_command tcx_command_score;
 extern const tcx_command tcx_command_convert;
 extern const tcx_command tcx_command_export;
 extern const tcx_command tcx_command_simulate;
+extern const tcx_command tcx_command_changepoints;
 
 
 /* Fails with TCX_ERR_INPUT, naming the file as what ("model file") and the
@@ -22,5 +23,9 @@ int tcx_cli_check_input(tcx_ctx *ctx, const char *flag, const char *path,
 int tcx_cli_check_distinct(tcx_ctx *ctx, const char *input_flag,
                            const char *input, const char *output_flag,
                            const char *output);
+
+/* Fails with TCX_ERR_INPUT unless path has the root attribute format =
+ * "tcorex-model" of a file written by 'tcorex fit'. Collective. */
+int tcx_cli_check_model_file(tcx_ctx *ctx, const char *path);
 
 #endif

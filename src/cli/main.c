@@ -9,6 +9,7 @@
 static const tcx_command *const commands[] = {
     &tcx_command_fit,    &tcx_command_score,    &tcx_command_convert,
     &tcx_command_export, &tcx_command_simulate,
+    &tcx_command_changepoints,
 };
 enum { N_COMMANDS = sizeof(commands) / sizeof(commands[0]) };
 
