@@ -19,6 +19,7 @@ typedef struct export_values {
   const char *what;
   int64_t period;
   int64_t pair; /* -1: not given */
+  const char *matrices;
   const char *output;
 } export_values;
 
@@ -34,7 +35,8 @@ static const tcx_option_spec export_options[] = {
      0, 0, 0, NULL, 1},
     {"--what", TCX_OPT_CHOICE, offsetof(export_values, what), "WHAT",
      "what to export: clusters (1-based factor label, 0 outside the mask) or "
-     "changes (row norm of the precision difference of --pair, float32)",
+     "changes (row norm of the difference of the matrices of the pair of "
+     "periods --pair, float32)",
      0, 0, 0, 0, "clusters|changes", 0},
     {"--period", TCX_OPT_INT, offsetof(export_values, period), "T",
      "period of the model to export, 0-based (default 0)", 0, 1e9, 0, 0, NULL,
@@ -42,6 +44,10 @@ static const tcx_option_spec export_options[] = {
     {"--pair", TCX_OPT_INT, offsetof(export_values, pair), "T",
      "with --what changes: the pair of periods (T, T+1) to export, 0-based",
      0, 1e9, 0, 0, NULL, 0},
+    {"--matrices", TCX_OPT_CHOICE, offsetof(export_values, matrices), "KIND",
+     "with --what changes --model: matrices whose difference gives the row "
+     "norms, as in 'tcorex changepoints' (default partial-correlation)",
+     0, 0, 0, 0, "partial-correlation|precision|correlation", 0},
     {"--output", TCX_OPT_STRING, offsetof(export_values, output), "FILE",
      "NIfTI image to write (.nii or .nii.gz)", 0, 0, 0, 0, NULL, 1},
     {NULL, 0, 0, NULL, NULL, 0, 0, 0, 0, NULL, 0},
@@ -53,6 +59,7 @@ static void export_defaults(void *values)
 
   v->what = "clusters";
   v->pair = -1;
+  v->matrices = "partial-correlation";
 }
 
 /* Reads the labels of one period on every rank (p int32 values: the image
@@ -156,8 +163,8 @@ cleanup:
   return rc;
 }
 
-/* Computes this rank's row norms of the precision difference of the pair
- * (v->pair, v->pair + 1) from the model's factors. */
+/* Computes the row norms of the pair (v->pair, v->pair + 1) from the
+ * model's factors and gathers them on rank 0. */
 static int change_from_model(tcx_ctx *ctx, const export_values *v,
                              int64_t *n_vars, double **full)
 {
@@ -176,6 +183,10 @@ static int change_from_model(tcx_ctx *ctx, const export_values *v,
   TCX_TRY(tcx_ctx_agree(ctx, tcx_calloc(ctx, model->n_local, sizeof(double),
                                         "row norms", &local)));
   tcx_changepoints_options_default(&options);
+  if (strcmp(v->matrices, "precision") == 0)
+    options.matrices = TCX_CHANGEPOINTS_PRECISION;
+  else if (strcmp(v->matrices, "correlation") == 0)
+    options.matrices = TCX_CHANGEPOINTS_CORRELATION;
   {
     const int64_t block = model->n_factors * model->n_local;
 
@@ -193,8 +204,8 @@ cleanup:
   return rc;
 }
 
-/* Reads this rank's columns of row v->pair of /row_norms in a file of
- * 'tcorex changepoints'. */
+/* Reads row v->pair of /row_norms in a file of 'tcorex changepoints', each
+ * rank its columns, and gathers it on rank 0. */
 static int change_from_file(tcx_ctx *ctx, const export_values *v,
                             int64_t *n_vars, double **full)
 {
