@@ -1,13 +1,12 @@
 /* Change-point scores of a T-CorEx model: norms and row norms of the
  * difference of consecutive partial correlation, precision or correlation
- * matrices in low-rank plus diagonal form, the robust detection rule and
- * the HDF5 output. */
+ * matrices in low-rank plus diagonal form, and the robust detection rule.
+ * The files are written in changepoints_output.c. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "tcorex/changepoints.h"
-#include "tcorex/h5io.h"
 #include "tcorex/lowrank.h"
 
 /* A period's matrix as diag(e) - V^T V. A precision matrix has that form
@@ -92,24 +91,33 @@ cleanup:
 }
 
 /* Scales diag(e) - V^T V to unit diagonal: with s_i = e_i - ||v_i||^2,
- * e_i <- e_i / s_i and column i of V is divided by sqrt(s_i). Local. */
+ * e_i <- e_i / s_i and column i of V is divided by sqrt(s_i). diagonal is
+ * n_local doubles of work space. Local. */
 static int scale_to_unit_diagonal(tcx_ctx *ctx, int64_t m, int64_t n_local,
-                                  period_form *form)
+                                  double *diagonal, period_form *form)
 {
-  for (int64_t i = 0; i < n_local; i++) {
-    double diagonal = form->e[i];
+  memcpy(diagonal, form->e, (size_t)n_local * sizeof(double));
+  for (int64_t j = 0; j < m; j++) {
+    const double *row = form->v + j * n_local;
 
-    for (int64_t j = 0; j < m; j++)
-      diagonal -= form->v[j * n_local + i] * form->v[j * n_local + i];
-    if (!(diagonal > 0.0) || !isfinite(diagonal))
+    for (int64_t i = 0; i < n_local; i++)
+      diagonal[i] -= row[i] * row[i];
+  }
+  for (int64_t i = 0; i < n_local; i++) {
+    if (!(diagonal[i] > 0.0) || !isfinite(diagonal[i]))
       return tcx_error(ctx, TCX_ERR_NUMERIC,
                        "precision diagonal %g of local column %lld is not "
                        "positive, so the precision cannot be scaled to unit "
                        "diagonal; the model is degenerate for this variable",
-                       diagonal, (long long)i);
-    form->e[i] /= diagonal;
-    for (int64_t j = 0; j < m; j++)
-      form->v[j * n_local + i] /= sqrt(diagonal);
+                       diagonal[i], (long long)i);
+    form->e[i] /= diagonal[i];
+    diagonal[i] = 1.0 / sqrt(diagonal[i]);
+  }
+  for (int64_t j = 0; j < m; j++) {
+    double *row = form->v + j * n_local;
+
+    for (int64_t i = 0; i < n_local; i++)
+      row[i] *= diagonal[i];
   }
   return TCX_OK;
 }
@@ -137,9 +145,10 @@ static int period_form_build(tcx_ctx *ctx, int matrices, int64_t m,
                                         "noise variances", &d)));
   memcpy(d, form->e, (size_t)n_local * sizeof(double));
   TCX_TRY(tcx_lowrank_precision(ctx, m, n_local, l, d, form->e, form->v));
+  /* l is free again once the precision factors exist. */
   if (matrices == TCX_CHANGEPOINTS_PARTIAL_CORRELATION)
     TCX_TRY(tcx_ctx_agree(ctx,
-                          scale_to_unit_diagonal(ctx, m, n_local, form)));
+                          scale_to_unit_diagonal(ctx, m, n_local, l, form)));
 
 cleanup:
   free(d);
@@ -147,8 +156,8 @@ cleanup:
 }
 
 /* Orders the arguments of the lowrank difference functions so that they
- * compute the difference of the two periods' matrices: for (scaled)
- * precisions (e1, V1, e2, V2); for correlations (d1, F2, d2, F1). */
+ * compute the difference of the two periods' matrices. (Scaled) precisions
+ * go in as (e1, V1, e2, V2) and correlations as (d1, F2, d2, F1). */
 static void diff_arguments(int matrices, const period_form *first,
                            const period_form *second, const double **v1,
                            const double **v2)
@@ -273,27 +282,39 @@ cleanup:
   return rc;
 }
 
-/* Scores one pair into result->scores[k] and its row norms. Collective. */
+/* Scores one pair into result->scores[k] and its row norms. The squared
+ * row norms sum to the squared Frobenius norm, so that norm costs one
+ * scalar reduction more. Collective. */
 static int score_pair(tcx_ctx *ctx, tcx_changepoints_result *result, int k,
                       const period_form *first, const period_form *second)
 {
   const tcx_changepoints_options *o = &result->options;
   const int64_t m = result->n_factors, n_local = result->n_local;
+  double *rows = result->row_norms + k * n_local;
   const double *v1, *v2;
   int rc = TCX_OK;
 
   diff_arguments(o->matrices, first, second, &v1, &v2);
   TCX_TRY(tcx_lowrank_diff_row_norms(ctx, n_local, m, first->e, v1, m,
-                                     second->e, v2,
-                                     result->row_norms + k * n_local));
-  if (o->norm == TCX_CHANGEPOINTS_SPECTRAL)
+                                     second->e, v2, rows));
+  if (o->norm == TCX_CHANGEPOINTS_SPECTRAL) {
+    int64_t steps = 0;
+
     TCX_TRY(tcx_lowrank_diff_spectral(
         ctx, n_local, result->col_begin, m, first->e, v1, m, second->e, v2,
         o->spectral_max_iter, o->spectral_tolerance, &result->scores[k],
-        NULL));
-  else
-    TCX_TRY(tcx_lowrank_diff_frobenius(ctx, n_local, m, first->e, v1, m,
-                                       second->e, v2, &result->scores[k]));
+        &steps));
+    if (steps > result->max_lanczos_steps)
+      result->max_lanczos_steps = steps;
+  } else {
+    double sum = 0.0;
+
+    for (int64_t i = 0; i < n_local; i++)
+      sum += rows[i] * rows[i];
+    TCX_TRY_MPI(ctx, MPI_Allreduce(MPI_IN_PLACE, &sum, 1, MPI_DOUBLE,
+                                   MPI_SUM, tcx_ctx_comm(ctx)));
+    result->scores[k] = sqrt(sum);
+  }
 
 cleanup:
   return rc;
@@ -371,89 +392,4 @@ void tcx_changepoints_result_free(tcx_changepoints_result *result)
   free(result->row_norms);
   free(result->changes);
   memset(result, 0, sizeof(*result));
-}
-
-static int write_arrays(tcx_ctx *ctx, tcx_h5_output *out,
-                        const tcx_changepoints_result *result)
-{
-  const int64_t pairs[1] = {result->n_pairs};
-  const int64_t norms[2] = {result->n_pairs, result->n_vars};
-  int32_t *periods = NULL;
-  int rc = TCX_OK;
-
-  TCX_TRY(tcx_calloc(ctx, 2 * (int64_t)result->n_pairs, sizeof(int32_t),
-                     "period indices", &periods));
-  for (int k = 0; k < result->n_pairs; k++) {
-    periods[k] = k;
-    periods[result->n_pairs + k] = k + 1;
-  }
-  TCX_TRY(tcx_h5_write_replicated(ctx, out, "/scores", TCX_H5_DOUBLE, 1,
-                                  pairs, result->scores));
-  TCX_TRY(tcx_h5_write_replicated(ctx, out, "/changes", TCX_H5_INT32, 1,
-                                  pairs, result->changes));
-  TCX_TRY(tcx_h5_write_replicated(ctx, out, "/left_period", TCX_H5_INT32, 1,
-                                  pairs, periods));
-  TCX_TRY(tcx_h5_write_replicated(ctx, out, "/right_period", TCX_H5_INT32, 1,
-                                  pairs, periods + result->n_pairs));
-  TCX_TRY(tcx_h5_write_columns(ctx, out, "/row_norms", TCX_H5_DOUBLE, 2,
-                               norms, result->col_begin, result->n_local,
-                               result->row_norms));
-
-cleanup:
-  free(periods);
-  return rc;
-}
-
-static int write_attrs(tcx_ctx *ctx, tcx_h5_output *out,
-                       const char *model_path,
-                       const tcx_changepoints_result *result)
-{
-  const tcx_changepoints_options *o = &result->options;
-  const int spectral = o->norm == TCX_CHANGEPOINTS_SPECTRAL;
-  int rc = TCX_OK;
-
-  TCX_TRY(tcx_h5_write_attr_string(ctx, out, "format",
-                                   "tcorex-changepoints"));
-  TCX_TRY(tcx_h5_write_attr_int(ctx, out, "format_version", 1));
-  TCX_TRY(tcx_h5_write_attr_string(ctx, out, "model",
-                                   model_path ? model_path : ""));
-  TCX_TRY(tcx_h5_write_attr_string(ctx, out, "norm",
-                                   spectral ? "spectral" : "frobenius"));
-  TCX_TRY(tcx_h5_write_attr_string(ctx, out, "matrices",
-                                   tcx_changepoints_matrices_name(o->matrices)));
-  TCX_TRY(tcx_h5_write_attr_string(ctx, out, "threshold_rule",
-                                   "score > median + K * 1.4826 * MAD"));
-  TCX_TRY(tcx_h5_write_attr_double(ctx, out, "threshold_k", o->threshold));
-  TCX_TRY(tcx_h5_write_attr_double(ctx, out, "threshold", result->cutoff));
-  TCX_TRY(tcx_h5_write_attr_double(ctx, out, "median", result->median));
-  TCX_TRY(tcx_h5_write_attr_double(ctx, out, "mad", result->mad));
-  if (spectral) {
-    TCX_TRY(tcx_h5_write_attr_double(ctx, out, "spectral_tolerance",
-                                     o->spectral_tolerance));
-    TCX_TRY(tcx_h5_write_attr_int(ctx, out, "spectral_max_iter",
-                                  o->spectral_max_iter));
-  }
-  TCX_TRY(tcx_h5_write_attr_int(ctx, out, "n_periods", result->n_pairs + 1));
-  TCX_TRY(tcx_h5_write_attr_int(ctx, out, "n_factors", result->n_factors));
-  TCX_TRY(tcx_h5_write_attr_int(ctx, out, "n_vars", result->n_vars));
-
-cleanup:
-  return rc;
-}
-
-int tcx_changepoints_write(tcx_ctx *ctx, const char *path,
-                           const char *model_path,
-                           const tcx_changepoints_result *result)
-{
-  tcx_h5_output *out = NULL;
-  int rc = TCX_OK;
-
-  TCX_TRY(tcx_h5_create(ctx, path, &out));
-  TCX_TRY(write_arrays(ctx, out, result));
-  TCX_TRY(write_attrs(ctx, out, model_path, result));
-  TCX_TRY(tcx_h5_commit(ctx, &out));
-
-cleanup:
-  tcx_h5_discard(ctx, &out);
-  return rc;
 }

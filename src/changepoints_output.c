@@ -1,6 +1,7 @@
-/* Text and image outputs of change-point detection: the CSV table and the
- * PLplot drawing of the score series. Both are small (one entry per pair of
- * periods) and written by rank 0 under a temporary name, then renamed. */
+/* Outputs of change-point detection. All ranks write the HDF5 file through
+ * h5io. The CSV table and the PLplot drawing of the score series are small
+ * (one entry per pair of periods), so rank 0 writes them under a temporary
+ * name and then renames them. */
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -10,6 +11,7 @@
 #include <plplot/plplot.h>
 
 #include "tcorex/changepoints.h"
+#include "tcorex/h5io.h"
 
 /* Returns path + suffix in a new string, or NULL when out of memory. */
 static char *with_suffix(const char *path, const char *suffix)
@@ -84,8 +86,8 @@ int tcx_changepoints_write_csv(tcx_ctx *ctx, const char *path,
   return tcx_ctx_agree(ctx, rc);
 }
 
-/* Returns 1 when this PLplot build has the pngcairo device. PLplot asks on
- * standard input for a device when the requested one is missing, so the
+/* Returns 1 when this PLplot build has the pngcairo device. PLplot prompts
+ * on standard input for a device when the requested one is missing, so the
  * list is checked before plinit(). */
 static int has_pngcairo(void)
 {
@@ -201,4 +203,89 @@ int tcx_changepoints_plot(tcx_ctx *ctx, const char *path,
   if (tcx_ctx_rank(ctx) == 0)
     rc = plot_here(ctx, path, result);
   return tcx_ctx_agree(ctx, rc);
+}
+
+static int write_arrays(tcx_ctx *ctx, tcx_h5_output *out,
+                        const tcx_changepoints_result *result)
+{
+  const int64_t pairs[1] = {result->n_pairs};
+  const int64_t norms[2] = {result->n_pairs, result->n_vars};
+  int32_t *periods = NULL;
+  int rc = TCX_OK;
+
+  TCX_TRY(tcx_calloc(ctx, 2 * (int64_t)result->n_pairs, sizeof(int32_t),
+                     "period indices", &periods));
+  for (int k = 0; k < result->n_pairs; k++) {
+    periods[k] = k;
+    periods[result->n_pairs + k] = k + 1;
+  }
+  TCX_TRY(tcx_h5_write_replicated(ctx, out, "/scores", TCX_H5_DOUBLE, 1,
+                                  pairs, result->scores));
+  TCX_TRY(tcx_h5_write_replicated(ctx, out, "/changes", TCX_H5_INT32, 1,
+                                  pairs, result->changes));
+  TCX_TRY(tcx_h5_write_replicated(ctx, out, "/left_period", TCX_H5_INT32, 1,
+                                  pairs, periods));
+  TCX_TRY(tcx_h5_write_replicated(ctx, out, "/right_period", TCX_H5_INT32, 1,
+                                  pairs, periods + result->n_pairs));
+  TCX_TRY(tcx_h5_write_columns(ctx, out, "/row_norms", TCX_H5_DOUBLE, 2,
+                               norms, result->col_begin, result->n_local,
+                               result->row_norms));
+
+cleanup:
+  free(periods);
+  return rc;
+}
+
+static int write_attrs(tcx_ctx *ctx, tcx_h5_output *out,
+                       const char *model_path,
+                       const tcx_changepoints_result *result)
+{
+  const tcx_changepoints_options *o = &result->options;
+  const int spectral = o->norm == TCX_CHANGEPOINTS_SPECTRAL;
+  int rc = TCX_OK;
+
+  TCX_TRY(tcx_h5_write_attr_string(ctx, out, "format",
+                                   "tcorex-changepoints"));
+  TCX_TRY(tcx_h5_write_attr_int(ctx, out, "format_version", 1));
+  TCX_TRY(tcx_h5_write_attr_string(ctx, out, "model",
+                                   model_path ? model_path : ""));
+  TCX_TRY(tcx_h5_write_attr_string(ctx, out, "norm",
+                                   spectral ? "spectral" : "frobenius"));
+  TCX_TRY(tcx_h5_write_attr_string(ctx, out, "matrices",
+                                   tcx_changepoints_matrices_name(o->matrices)));
+  TCX_TRY(tcx_h5_write_attr_string(ctx, out, "threshold_rule",
+                                   "score > median + K * 1.4826 * MAD"));
+  TCX_TRY(tcx_h5_write_attr_double(ctx, out, "threshold_k", o->threshold));
+  TCX_TRY(tcx_h5_write_attr_double(ctx, out, "threshold", result->cutoff));
+  TCX_TRY(tcx_h5_write_attr_double(ctx, out, "median", result->median));
+  TCX_TRY(tcx_h5_write_attr_double(ctx, out, "mad", result->mad));
+  if (spectral) {
+    TCX_TRY(tcx_h5_write_attr_double(ctx, out, "spectral_tolerance",
+                                     o->spectral_tolerance));
+    TCX_TRY(tcx_h5_write_attr_int(ctx, out, "spectral_max_iter",
+                                  o->spectral_max_iter));
+  }
+  TCX_TRY(tcx_h5_write_attr_int(ctx, out, "n_periods", result->n_pairs + 1));
+  TCX_TRY(tcx_h5_write_attr_int(ctx, out, "n_factors", result->n_factors));
+  TCX_TRY(tcx_h5_write_attr_int(ctx, out, "n_vars", result->n_vars));
+
+cleanup:
+  return rc;
+}
+
+int tcx_changepoints_write(tcx_ctx *ctx, const char *path,
+                           const char *model_path,
+                           const tcx_changepoints_result *result)
+{
+  tcx_h5_output *out = NULL;
+  int rc = TCX_OK;
+
+  TCX_TRY(tcx_h5_create(ctx, path, &out));
+  TCX_TRY(write_arrays(ctx, out, result));
+  TCX_TRY(write_attrs(ctx, out, model_path, result));
+  TCX_TRY(tcx_h5_commit(ctx, &out));
+
+cleanup:
+  tcx_h5_discard(ctx, &out);
+  return rc;
 }

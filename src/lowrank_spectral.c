@@ -1,10 +1,11 @@
 /* Spectral norm of a difference of two low-rank plus diagonal matrices by
  * the Lanczos method. The difference diag(delta) - V1^T V1 + V2^T V2 is
- * symmetric and indefinite and has no closed-form norm, but its mat-vec costs
- * O(p (m1 + m2)) and the extreme eigenvalues converge in a few dozen Lanczos
- * steps, far fewer than the hundreds a power iteration needs when the largest
- * eigenvalues in magnitude are close. Full reorthogonalisation keeps the basis
- * orthonormal, so no spurious copies of converged Ritz values appear. */
+ * symmetric and indefinite and has no closed-form norm, but its mat-vec
+ * costs only O(p (m1 + m2)). Lanczos approximates both ends of the spectrum
+ * at once, so it also converges when the largest eigenvalues in magnitude
+ * have opposite signs, where a power iteration on the matrix oscillates.
+ * Full reorthogonalisation keeps the basis orthonormal, so no spurious
+ * copies of converged Ritz values appear; it costs O(p j) at step j. */
 #include <cblas.h>
 #include <lapacke.h>
 #include <limits.h>
@@ -15,10 +16,10 @@
 #include "tcorex/lowrank.h"
 #include "tcorex/rng.h"
 
-/* Seed and stream of the start vector; any fixed pair works. */
+/* Seed and stream of the start vector. Any fixed pair works. */
 enum { START_SEED = 20261204, START_STREAM = 7 };
 
-/* Basis vectors allocated at first; the basis doubles when it fills. */
+/* Basis vectors allocated at first. The basis doubles when it fills. */
 enum { INITIAL_BASIS = 32 };
 
 /* The operator and the Lanczos state of one call. */

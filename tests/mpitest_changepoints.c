@@ -356,7 +356,8 @@ static void compute_rejects_bad_requests(void **state)
   assert_null(result.scores);
 }
 
-/* Reads a whole dataset of doubles with serial HDF5; returns its size. */
+/* Reads a whole dataset of doubles with serial HDF5 and returns its size,
+ * or -1 on failure. */
 static hssize_t read_doubles(const char *path, const char *name,
                              double *out, hssize_t capacity)
 {

@@ -63,8 +63,8 @@ static void detect_even_count_uses_middle_mean(void **state)
   assert_int_equal(changes[3], 1);
 }
 
-/* Scores 2, 2, 2, 3: MAD 0, so every score above the median 2 is flagged
- * whatever K; equal scores are never flagged. */
+/* Scores 2, 2, 3, 2: MAD 0, so every score above the median 2 is flagged
+ * whatever K. Equal scores are never flagged. */
 static void detect_zero_mad_flags_above_median(void **state)
 {
   const double scores[4] = {2.0, 2.0, 3.0, 2.0};

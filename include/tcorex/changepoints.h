@@ -8,7 +8,7 @@
  * The score of the pair (t, t + 1) is a norm of A_t - A_{t+1}, where A_t is
  * C_t^{-1} scaled to unit diagonal (default), C_t^{-1} itself or C_t,
  * computed in low-rank plus diagonal form in O(p m^2) without forming a
- * p x p matrix. The row norms of the same difference say which variables
+ * p x p matrix. The row norms of the same difference show which variables
  * changed. */
 #ifndef TCOREX_CHANGEPOINTS_H
 #define TCOREX_CHANGEPOINTS_H
@@ -78,6 +78,7 @@ typedef struct tcx_changepoints_result {
   double median;     /* median of the scores */
   double mad;        /* median absolute deviation of the scores, unscaled */
   double cutoff;     /* median + K * TCX_CHANGEPOINTS_MAD_SCALE * mad */
+  int64_t max_lanczos_steps; /* spectral norm: most steps of any pair */
 } tcx_changepoints_result;
 
 /* Computes the Euclidean row norms of A_1 - A_2 for a pair of factor

@@ -1,6 +1,6 @@
 /* tcorex changepoints: scores each pair of consecutive periods of a T-CorEx
- * model by the norm of the difference of their precision (or correlation)
- * matrices and flags the pairs that stand out. */
+ * model by the norm of the difference of their partial correlation,
+ * precision or correlation matrices and flags the pairs that stand out. */
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -148,6 +148,11 @@ static void report(tcx_ctx *ctx, const tcx_changepoints_result *result)
           "%.6g + %g * 1.4826 * MAD %.6g",
           n_changes, result->n_pairs, result->cutoff, result->median,
           result->options.threshold, result->mad);
+  if (result->options.norm == TCX_CHANGEPOINTS_SPECTRAL)
+    tcx_log(ctx, TCX_LOG_PROGRESS,
+            "changepoints: the spectral norms took at most %lld Lanczos "
+            "steps",
+            (long long)result->max_lanczos_steps);
 }
 
 static int run_changepoints(tcx_ctx *ctx, void *values)
