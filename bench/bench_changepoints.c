@@ -9,10 +9,10 @@
  *            [--norm frobenius|spectral] [--spectral-tol 1e-8] P [P ...]
  *        tcorex_bench_changepoints --false-alarms
  *
- * Factors: F_t[j, i] = 0.08 z, z standard normal from tcorex's counter-based
- * generator keyed by (t, j, i), so every rank count sees the same matrices.
- * With m = 50 the squared column norms are about 50 * 0.0064 = 0.32, far
- * from 1. The default partial-correlation matrices are compared.
+ * Factors: F_t[j, i] = sqrt(0.32 / m) z, z standard normal from tcorex's
+ * counter-based generator keyed by (t, j, i), so every rank count sees the
+ * same matrices. The squared column norms are then 0.32 on average for any
+ * m, far from 1. The default partial-correlation matrices are compared.
  *
  * --false-alarms estimates, by Monte Carlo, the probability that the
  * detection rule flags at least one pair of a series without any change,
@@ -53,6 +53,7 @@ static int bench_one(tcx_ctx *ctx, int64_t p, int64_t m, int n_periods,
                      int norm, double spectral_tolerance)
 {
   const int size = tcx_ctx_size(ctx), rank = tcx_ctx_rank(ctx);
+  const double scale = sqrt(0.32 / (double)m);
   tcx_changepoints_options options;
   tcx_changepoints_result result = {0};
   double *factors = NULL;
@@ -69,7 +70,7 @@ static int bench_one(tcx_ctx *ctx, int64_t p, int64_t m, int n_periods,
     for (int64_t j = 0; j < m; j++)
       for (int64_t i = 0; i < n_local; i++)
         factors[(t * m + j) * n_local + i] =
-            0.08 * tcx_rng_normal(SEED, (uint64_t)(t * m + j),
+            scale * tcx_rng_normal(SEED, (uint64_t)(t * m + j),
                                  (uint64_t)(col_begin + i));
 
   tcx_changepoints_options_default(&options);
