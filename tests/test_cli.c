@@ -164,6 +164,16 @@ static void usage_errors_name_flag(void **state)
       {"fit --input a.h5 --output b.h5 --factors 2 --periods 2 "
        "--period-length 3",
        "at most one of --periods and --period-length"},
+      {"changepoints --model a.h5 --output b.h5 --norm nuclear",
+       "invalid value for --norm: 'nuclear'; expected one of "
+       "frobenius|spectral"},
+      {"changepoints --model a.h5 --output b.h5 --threshold -1",
+       "--threshold: -1 is out of range"},
+      {"changepoints --model a.h5 --output b.h5 --matrices covariance",
+       "expected one of partial-correlation|precision|correlation"},
+      {"changepoints --model a.h5 --threshold 3", "--output"},
+      {"export --what changes --pair 0 --reference r.h5 --output x.nii",
+       "exactly one of --model"},
   };
 
   (void)state;
