@@ -53,6 +53,11 @@ target_include_directories(tcx::nifti INTERFACE ${TCX_NIFTI_INCLUDE_DIR})
 target_link_libraries(tcx::nifti INTERFACE
   ${TCX_NIFTI_IO_LIBRARY} ${TCX_ZNZ_LIBRARY} ZLIB::ZLIB m)
 
+# PLplot draws the change-point plot (tcorex changepoints --plot) with its
+# pngcairo device, which the separate package plplot-driver-cairo provides
+# and which is only found at run time.
+tcx_require_pkg(plplot plplot libplplot-dev)
+
 if(TCX_BUILD_TESTS)
   tcx_require_pkg(cmocka cmocka libcmocka-dev)
 endif()

@@ -12,6 +12,8 @@ packages=(
   libopenblas-dev liblapacke-dev
   libcmocka-dev
   libnifti2-dev zlib1g-dev
+  # tcorex changepoints --plot: PLplot and its pngcairo device
+  libplplot-dev plplot-driver-cairo
 )
 
 missing=()

@@ -271,7 +271,30 @@ typedef struct diff_sums {
   double *g12;
   double *scalars;
   int64_t count;
+  double *nu1; /* [n_local], local column sums of V1 squared */
+  double *nu2; /* [n_local], the same for V2 */
 } diff_sums;
+
+/* nu[i] = sum_j v[j, i]^2 for v of shape [m, n_local]. */
+static void column_square_sums(int64_t m, int64_t n_local, const double *v,
+                               double *nu)
+{
+  memset(nu, 0, (size_t)n_local * sizeof(double));
+  for (int64_t j = 0; j < m; j++) {
+    const double *row = v + j * n_local;
+
+    for (int64_t i = 0; i < n_local; i++)
+      nu[i] += row[i] * row[i];
+  }
+}
+
+static void diff_sums_free(diff_sums *sums)
+{
+  free(sums->buffer);
+  free(sums->nu1);
+  free(sums->nu2);
+  memset(sums, 0, sizeof(*sums));
+}
 
 static int diff_sums_create(tcx_ctx *ctx, int64_t n_local, int64_t m1,
                             const double *e1, const double *v1, int64_t m2,
@@ -292,6 +315,12 @@ static int diff_sums_create(tcx_ctx *ctx, int64_t n_local, int64_t m1,
     status = tcx_calloc(ctx, sums->count, sizeof(double),
                         "Gram matrices of the difference", &sums->buffer);
   }
+  if (status == TCX_OK)
+    status = tcx_calloc(ctx, n_local, sizeof(double), "column sums",
+                        &sums->nu1);
+  if (status == TCX_OK)
+    status = tcx_calloc(ctx, n_local, sizeof(double), "column sums",
+                        &sums->nu2);
   TCX_TRY(tcx_ctx_agree(ctx, status));
   sums->g11 = sums->buffer;
   sums->g22 = sums->g11 + m1 * m1;
@@ -307,16 +336,15 @@ static int diff_sums_create(tcx_ctx *ctx, int64_t n_local, int64_t m1,
   cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m1, (int)m2,
               (int)n_local, 1.0, v1, (int)n_local, v2, (int)n_local, 0.0,
               sums->g12, (int)m2);
+  /* nu_k = column sums of V_k squared, accumulated row by row of V_k so
+   * that the loops run along contiguous memory. */
+  column_square_sums(m1, n_local, v1, sums->nu1);
+  column_square_sums(m2, n_local, v2, sums->nu2);
   for (int64_t i = 0; i < n_local; i++) {
     const double delta = e1[i] - e2[i];
-    double nu1 = 0.0, nu2 = 0.0;
 
-    for (int64_t j = 0; j < m1; j++)
-      nu1 += v1[j * n_local + i] * v1[j * n_local + i];
-    for (int64_t j = 0; j < m2; j++)
-      nu2 += v2[j * n_local + i] * v2[j * n_local + i];
     delta_norm2 += delta * delta;
-    delta_dot_nu += delta * (nu2 - nu1);
+    delta_dot_nu += delta * (sums->nu2[i] - sums->nu1[i]);
   }
   sums->scalars[0] = delta_norm2;
   sums->scalars[1] = delta_dot_nu;
@@ -357,7 +385,7 @@ int tcx_lowrank_diff_frobenius(tcx_ctx *ctx, int64_t n_local, int64_t m1,
   }
 
 cleanup:
-  free(sums.buffer);
+  diff_sums_free(&sums);
   return rc;
 }
 
@@ -391,25 +419,27 @@ int tcx_lowrank_diff_row_norms(tcx_ctx *ctx, int64_t n_local, int64_t m1,
   cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m2,
               (int)n_local, (int)m2, 1.0, sums.g22, (int)m2, v2, (int)n_local,
               0.0, p2, (int)n_local);
+  /* row_norms first holds the quadratic terms v1_i . p1_i + v2_i . p2_i,
+   * accumulated along contiguous rows. */
+  memset(row_norms, 0, (size_t)n_local * sizeof(double));
+  for (int64_t j = 0; j < m1; j++)
+    for (int64_t i = 0; i < n_local; i++)
+      row_norms[i] += v1[j * n_local + i] * p1[j * n_local + i];
+  for (int64_t j = 0; j < m2; j++)
+    for (int64_t i = 0; i < n_local; i++)
+      row_norms[i] += v2[j * n_local + i] * p2[j * n_local + i];
   for (int64_t i = 0; i < n_local; i++) {
     const double delta = e1[i] - e2[i];
-    double nu1 = 0.0, nu2 = 0.0, quadratic = 0.0, norm2;
+    const double norm2 = delta * delta +
+                         2.0 * delta * (sums.nu2[i] - sums.nu1[i]) +
+                         row_norms[i];
 
-    for (int64_t j = 0; j < m1; j++) {
-      nu1 += v1[j * n_local + i] * v1[j * n_local + i];
-      quadratic += v1[j * n_local + i] * p1[j * n_local + i];
-    }
-    for (int64_t j = 0; j < m2; j++) {
-      nu2 += v2[j * n_local + i] * v2[j * n_local + i];
-      quadratic += v2[j * n_local + i] * p2[j * n_local + i];
-    }
-    norm2 = delta * delta + 2.0 * delta * (nu2 - nu1) + quadratic;
     row_norms[i] = norm2 > 0.0 ? sqrt(norm2) : 0.0;
   }
 
 cleanup:
   free(p2);
   free(p1);
-  free(sums.buffer);
+  diff_sums_free(&sums);
   return rc;
 }

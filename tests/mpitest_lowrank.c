@@ -399,6 +399,142 @@ static void diff_row_norms_of_covariances(void **state)
   assert_rows_match(norms, sigma1, sigma2, s, "covariance row norms vs dense");
 }
 
+/* Returns max |lambda| of the symmetric P x P matrix a - b from LAPACK's
+ * dense symmetric eigensolver. */
+static double dense_spectral_norm_of_difference(const double *a,
+                                                const double *b)
+{
+  double difference[P * P], eigenvalues[P];
+
+  for (int64_t k = 0; k < P * P; k++)
+    difference[k] = a[k] - b[k];
+  assert_int_equal(LAPACKE_dsyev(LAPACK_ROW_MAJOR, 'N', 'U', P, difference, P,
+                                 eigenvalues),
+                   0);
+  /* dsyev sorts the eigenvalues in ascending order. */
+  return fmax(fabs(eigenvalues[0]), fabs(eigenvalues[P - 1]));
+}
+
+/* Lanczos tolerance for the tests: far below the 1e-9 checked, because
+ * the eigenvalue error is at most the residual. */
+static const double lanczos_tolerance = 1e-12;
+
+static void diff_spectral_of_precisions(void **state)
+{
+  const slice s = local_slice();
+  model a, b;
+  double e1[P], v1[M1 * P], e2[P], v2[M2 * P];
+  double inverse1[P * P], inverse2[P * P], norm = -1.0;
+  int64_t iterations = 0;
+
+  (void)state;
+  two_precisions(s, &a, &b, e1, v1, e2, v2);
+  dense_precision(&a, inverse1);
+  dense_precision(&b, inverse2);
+  assert_int_equal(tcx_lowrank_diff_spectral(
+                       tcx_test_ctx(), s.n_local, s.col_begin, M1, e1, v1, M2,
+                       e2, v2, P, lanczos_tolerance, &norm, &iterations),
+                   TCX_OK);
+  assert_relative_all(norm, dense_spectral_norm_of_difference(inverse1,
+                                                              inverse2),
+                      "||P1 - P2||_2 vs dsyev");
+  assert_true(tcx_test_all_ok(iterations >= 1 && iterations <= P,
+                              "Lanczos steps within [1, p]"));
+}
+
+static void diff_spectral_of_covariances(void **state)
+{
+  const slice s = local_slice();
+  model a, b;
+  double sigma1[P * P], sigma2[P * P], norm = -1.0;
+
+  (void)state;
+  make_model(53, M1, s, &a);
+  make_model(54, M2, s, &b);
+  dense_covariance(&a, sigma1);
+  dense_covariance(&b, sigma2);
+  assert_int_equal(tcx_lowrank_diff_spectral(
+                       tcx_test_ctx(), s.n_local, s.col_begin, M2, a.d_local,
+                       b.l_local, M1, b.d_local, a.l_local, P,
+                       lanczos_tolerance, &norm, NULL),
+                   TCX_OK);
+  assert_relative_all(norm, dense_spectral_norm_of_difference(sigma1, sigma2),
+                      "||Sigma1 - Sigma2||_2 vs dsyev");
+}
+
+/* Two covariances with the same diagonal: the difference is low-rank and
+ * indefinite, so the largest eigenvalue in magnitude may be negative. */
+static void diff_spectral_of_low_rank_difference(void **state)
+{
+  const slice s = local_slice();
+  model a, b;
+  double sigma1[P * P], sigma2[P * P], norm = -1.0;
+
+  (void)state;
+  make_model(55, M1, s, &a);
+  make_model(56, M2, s, &b);
+  memcpy(b.d, a.d, sizeof(a.d));
+  memcpy(b.d_local, a.d_local, sizeof(a.d_local));
+  dense_covariance(&a, sigma1);
+  dense_covariance(&b, sigma2);
+  assert_int_equal(tcx_lowrank_diff_spectral(
+                       tcx_test_ctx(), s.n_local, s.col_begin, M2, a.d_local,
+                       b.l_local, M1, b.d_local, a.l_local, P,
+                       lanczos_tolerance, &norm, NULL),
+                   TCX_OK);
+  assert_relative_all(norm, dense_spectral_norm_of_difference(sigma1, sigma2),
+                      "||L1^T L1 - L2^T L2||_2 vs dsyev");
+}
+
+static void diff_spectral_of_equal_matrices(void **state)
+{
+  const slice s = local_slice();
+  model a;
+  double e[P], v[M1 * P], inverse[P * P], norm = -1.0;
+  const double zero[P * P] = {0};
+  int ok;
+
+  (void)state;
+  make_model(62, M1, s, &a);
+  assert_int_equal(tcx_lowrank_precision(tcx_test_ctx(), M1, s.n_local,
+                                         a.l_local, a.d_local, e, v),
+                   TCX_OK);
+  dense_precision(&a, inverse);
+  assert_int_equal(tcx_lowrank_diff_spectral(tcx_test_ctx(), s.n_local,
+                                             s.col_begin, M1, e, v, M1, e, v,
+                                             P, lanczos_tolerance, &norm,
+                                             NULL),
+                   TCX_OK);
+  ok = norm >= 0.0 &&
+       norm <= 1e-12 * dense_spectral_norm_of_difference(inverse, zero);
+  if (!ok)
+    fprintf(stderr, "[rank %d] ||P - P||_2 = %.3g\n",
+            tcx_ctx_rank(tcx_test_ctx()), norm);
+  assert_true(tcx_test_all_ok(ok, "||P - P||_2 is about zero"));
+}
+
+/* Too few Lanczos steps for the tolerance fail on every rank with a
+ * numerical error that names the limit. */
+static void diff_spectral_reports_no_convergence(void **state)
+{
+  tcx_ctx *ctx = tcx_test_ctx();
+  const slice s = local_slice();
+  model a, b;
+  double e1[P], v1[M1 * P], e2[P], v2[M2 * P], norm = -1.0;
+
+  (void)state;
+  two_precisions(s, &a, &b, e1, v1, e2, v2);
+  assert_int_equal(tcx_lowrank_diff_spectral(ctx, s.n_local, s.col_begin, M1,
+                                             e1, v1, M2, e2, v2, 2, 1e-14,
+                                             &norm, NULL),
+                   TCX_ERR_NUMERIC);
+  assert_non_null(strstr(tcx_ctx_message(ctx), "2 Lanczos steps"));
+  assert_int_equal(tcx_lowrank_diff_spectral(ctx, s.n_local, s.col_begin, M1,
+                                             e1, v1, M2, e2, v2, 0, 1e-8,
+                                             &norm, NULL),
+                   TCX_ERR_USAGE);
+}
+
 /* L = F diag(std) and d = std^2 (1 - ||F_:i||^2), entry by entry. */
 static void from_factors_scales_columns(void **state)
 {
@@ -457,6 +593,11 @@ int main(int argc, char **argv)
       cmocka_unit_test(diff_frobenius_of_equal_matrices),
       cmocka_unit_test(diff_row_norms_of_precisions),
       cmocka_unit_test(diff_row_norms_of_covariances),
+      cmocka_unit_test(diff_spectral_of_precisions),
+      cmocka_unit_test(diff_spectral_of_covariances),
+      cmocka_unit_test(diff_spectral_of_low_rank_difference),
+      cmocka_unit_test(diff_spectral_of_equal_matrices),
+      cmocka_unit_test(diff_spectral_reports_no_convergence),
       cmocka_unit_test(from_factors_scales_columns),
       cmocka_unit_test(from_factors_rejects_unit_norm),
   };

@@ -85,6 +85,16 @@ static void usage_errors_name_flag(void **state)
       {"fit --input a.h5 --output b.h5 --factors 2 --periods 2 "
        "--period-length 3",
        "at most one of --periods and --period-length"},
+      {"changepoints --model a.h5 --output b.h5 --norm nuclear",
+       "invalid value for --norm: 'nuclear'; expected one of "
+       "frobenius|spectral"},
+      {"changepoints --model a.h5 --output b.h5 --threshold -1",
+       "--threshold: -1 is out of range"},
+      {"changepoints --model a.h5 --output b.h5 --matrices covariance",
+       "expected one of partial-correlation|precision|correlation"},
+      {"changepoints --model a.h5 --threshold 3", "--output"},
+      {"export --what changes --pair 0 --reference r.h5 --output x.nii",
+       "exactly one of --model"},
   };
 
   (void)state;
@@ -298,6 +308,175 @@ static void fmri_pipeline_two_and_three_ranks(void **state)
   assert_non_null(strstr(out.text, "mean\t20\t"));
 }
 
+/* Checks a change image against row pair of /row_norms [pairs, 1071] in
+ * the change-point file: float32 values on the voxels whose time series
+ * varies, in NIfTI storage order, and 0 elsewhere. */
+static void check_change_image(const char *bold_path, const char *image_path,
+                               const char *changes_path, int pair)
+{
+  nifti_image *bold = nifti_image_read(bold_path, 1);
+  nifti_image *image = nifti_image_read(image_path, 1);
+  hsize_t count = 0;
+  double *rows = read_dataset(changes_path, "/row_norms", &count);
+  const double *expected = rows + (size_t)pair * 1071;
+  int64_t inside = 0;
+
+  assert_non_null(bold);
+  assert_non_null(image);
+  assert_true(count >= (hsize_t)(pair + 1) * 1071);
+  assert_int_equal(image->datatype, DT_FLOAT32);
+  assert_int_equal(image->nx, bold->nx);
+  assert_int_equal(image->ny, bold->ny);
+  assert_int_equal(image->nz, bold->nz);
+  {
+    const size_t n_voxels = (size_t)bold->nx * bold->ny * bold->nz;
+    const short *series = bold->data;
+    const float *values = image->data;
+
+    for (size_t v = 0; v < n_voxels; v++) {
+      int varies = 0;
+
+      for (int t = 1; t < bold->nt; t++)
+        if (series[t * n_voxels + v] != series[v])
+          varies = 1;
+      if (!varies) {
+        assert_float_equal(values[v], 0.0, 0.0);
+        continue;
+      }
+      if (fabs(values[v] - expected[inside]) >
+          1e-6 * fabs(expected[inside]))
+        fail_msg("voxel %zu (variable %lld): image %.9g, row norm %.9g", v,
+                 (long long)inside, values[v], expected[inside]);
+      inside++;
+    }
+  }
+  assert_int_equal(inside, 1071);
+  free(rows);
+  nifti_image_free(bold);
+  nifti_image_free(image);
+}
+
+/* convert -> T-CorEx fit with 4 periods -> changepoints at 3 ranks (HDF5,
+ * CSV, PNG) -> export of the changes of pair (1, 2), read from the
+ * change-point file and computed from the model at 2 ranks. */
+static void fmri_changepoints_export(void **state)
+{
+  cli_fixture *fixture = *state;
+  const char *bold = TCX_SOURCE_DIR "/datasets/fmri_functional.nii";
+  char args[ARGS_MAX], converted[300], model[300], changes[300], csv[300],
+      plot[300], image[300], image_model[300];
+  hsize_t count = 0;
+  double *scores;
+  run_output out;
+
+  snprintf(converted, sizeof(converted), "%s/fmri.h5", fixture->dir);
+  snprintf(model, sizeof(model), "%s/model.h5", fixture->dir);
+  snprintf(changes, sizeof(changes), "%s/cp.h5", fixture->dir);
+  snprintf(csv, sizeof(csv), "%s/cp.csv", fixture->dir);
+  snprintf(plot, sizeof(plot), "%s/cp.png", fixture->dir);
+  snprintf(image, sizeof(image), "%s/changes.nii", fixture->dir);
+  snprintf(image_model, sizeof(image_model), "%s/changes_model.nii.gz",
+           fixture->dir);
+
+  snprintf(args, sizeof(args), "convert --nifti %s --output %s", bold,
+           converted);
+  run_cli(args, &out);
+  assert_int_equal(out.exit_code, 0);
+  snprintf(args, sizeof(args),
+           "fit -q --input %s --factors 2 --periods 4 --max-iter 50 --output "
+           "%s",
+           converted, model);
+  run_cli(args, &out);
+  assert_int_equal(out.exit_code, 0);
+
+  snprintf(args, sizeof(args),
+           "changepoints --model %s --output %s --csv %s --plot %s", model,
+           changes, csv, plot);
+  run_mpi(3, args, &out);
+  if (out.exit_code != 0)
+    fprintf(stderr, "%s\n", out.text);
+  assert_int_equal(out.exit_code, 0);
+  assert_non_null(strstr(out.text, "left_period\tright_period\tscore"));
+  assert_true(file_exists(csv));
+  assert_true(file_exists(plot));
+  scores = read_dataset(changes, "/scores", &count);
+  assert_int_equal(count, 3);
+  free(scores);
+
+  snprintf(args, sizeof(args),
+           "export --what changes --pair 1 --changes %s --reference %s "
+           "--output %s",
+           changes, converted, image);
+  run_cli(args, &out);
+  assert_int_equal(out.exit_code, 0);
+  check_change_image(bold, image, changes, 1);
+
+  snprintf(args, sizeof(args),
+           "export --what changes --pair 1 --model %s --reference %s "
+           "--output %s",
+           model, converted, image_model);
+  run_mpi(2, args, &out);
+  assert_int_equal(out.exit_code, 0);
+  check_change_image(bold, image_model, changes, 1);
+
+  /* Usage errors: no pair, a pair past the last one, both sources. */
+  snprintf(args, sizeof(args),
+           "export --what changes --changes %s --reference %s --output %s",
+           changes, converted, image);
+  run_cli(args, &out);
+  assert_int_equal(out.exit_code, 2);
+  assert_non_null(strstr(out.text, "missing --pair T"));
+  snprintf(args, sizeof(args),
+           "export --what changes --pair 3 --changes %s --reference %s "
+           "--output %s",
+           changes, converted, image);
+  run_cli(args, &out);
+  assert_int_equal(out.exit_code, 2);
+  assert_non_null(strstr(out.text, "has 3 pair(s)"));
+  snprintf(args, sizeof(args),
+           "export --what changes --pair 0 --changes %s --model %s "
+           "--reference %s --output %s",
+           changes, model, converted, image);
+  run_cli(args, &out);
+  assert_int_equal(out.exit_code, 2);
+  assert_non_null(strstr(out.text, "exactly one of --model"));
+}
+
+/* A linear CorEx model has one period, so there is no pair to score. */
+static void changepoints_rejects_one_period(void **state)
+{
+  cli_fixture *fixture = *state;
+  const char *bold = TCX_SOURCE_DIR "/datasets/fmri_functional.nii";
+  char args[ARGS_MAX], converted[300], model[300], changes[300];
+  run_output out;
+
+  snprintf(converted, sizeof(converted), "%s/fmri.h5", fixture->dir);
+  snprintf(model, sizeof(model), "%s/linear.h5", fixture->dir);
+  snprintf(changes, sizeof(changes), "%s/cp.h5", fixture->dir);
+  snprintf(args, sizeof(args), "convert --nifti %s --output %s", bold,
+           converted);
+  run_cli(args, &out);
+  assert_int_equal(out.exit_code, 0);
+  snprintf(args, sizeof(args),
+           "fit -q --input %s --factors 2 --max-iter 20 --output %s",
+           converted, model);
+  run_cli(args, &out);
+  assert_int_equal(out.exit_code, 0);
+  snprintf(args, sizeof(args), "changepoints --model %s --output %s", model,
+           changes);
+  run_cli(args, &out);
+  assert_int_equal(out.exit_code, 2);
+  assert_non_null(strstr(out.text, "at least 2 periods"));
+  assert_false(file_exists(changes));
+  snprintf(args, sizeof(args),
+           "changepoints --model %s --output %s --no-inverse --matrices "
+           "precision",
+           model, changes);
+  run_cli(args, &out);
+  assert_int_equal(out.exit_code, 2);
+  assert_non_null(strstr(out.text, "pass only one of them"));
+}
+
 /* Reads a double dataset's mean, for the truth's test NLL per period. */
 static double dataset_mean(const char *path, const char *name)
 {
@@ -436,6 +615,10 @@ int main(void)
       cmocka_unit_test_setup_teardown(score_reuses_fit_periods, setup_dir,
                                       teardown_dir),
       cmocka_unit_test_setup_teardown(fmri_pipeline_two_and_three_ranks,
+                                      setup_dir, teardown_dir),
+      cmocka_unit_test_setup_teardown(fmri_changepoints_export, setup_dir,
+                                      teardown_dir),
+      cmocka_unit_test_setup_teardown(changepoints_rejects_one_period,
                                       setup_dir, teardown_dir),
       cmocka_unit_test_setup_teardown(tcorex_simulated_three_rank_counts,
                                       setup_dir, teardown_dir),

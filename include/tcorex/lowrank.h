@@ -74,6 +74,35 @@ int tcx_lowrank_diff_row_norms(tcx_ctx *ctx, int64_t n_local, int64_t m1,
                                const double *e2, const double *v2,
                                double *row_norms);
 
+/* Default stopping rule of tcx_lowrank_diff_spectral(): the Lanczos
+ * residual of the largest Ritz value in magnitude, relative to that value,
+ * and the maximum number of Lanczos steps. The eigenvalue error is at most
+ * the residual and usually close to its square. */
+#define TCX_LOWRANK_SPECTRAL_TOLERANCE 1e-8
+#define TCX_LOWRANK_SPECTRAL_MAX_ITER 300
+
+/* Computes the spectral norm ||A_1 - A_2||_2 = max |lambda| of the symmetric
+ * difference, with the matrices and argument roles of
+ * tcx_lowrank_diff_frobenius(), by the Lanczos method with full
+ * reorthogonalisation on the mat-vec
+ *   x -> delta o x - V1^T (V1 x) + V2^T (V2 x),   O(p (m_1 + m_2)) per step.
+ * col_begin is the global index of the first local column: the start vector
+ * is a fixed pseudo-random vector of the global index, so the result does not
+ * depend on the number of ranks beyond rounding. Stops when the residual of
+ * the Ritz value of largest magnitude is at most tolerance times that value,
+ * or when the Krylov space is invariant. The Lanczos basis takes up to
+ * (max_iter + 1) n_local doubles. Collective (m_1 + m_2 and up to max_iter
+ * + 2 doubles reduced per step); *norm and *iterations (may be NULL) are the
+ * same on every rank. Fails with TCX_ERR_NUMERIC when max_iter steps do not
+ * reach the tolerance, TCX_ERR_USAGE on invalid sizes, max_iter < 1 or
+ * tolerance <= 0. */
+int tcx_lowrank_diff_spectral(tcx_ctx *ctx, int64_t n_local,
+                              int64_t col_begin, int64_t m1, const double *e1,
+                              const double *v1, int64_t m2, const double *e2,
+                              const double *v2, int64_t max_iter,
+                              double tolerance, double *norm,
+                              int64_t *iterations);
+
 #ifdef __cplusplus
 }
 #endif

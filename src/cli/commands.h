@@ -12,6 +12,7 @@ extern const tcx_command tcx_command_simulate;
 extern const tcx_command tcx_command_covariance;
 extern const tcx_command tcx_command_baseline;
 extern const tcx_command tcx_command_select;
+extern const tcx_command tcx_command_changepoints;
 
 
 /* Fails with TCX_ERR_INPUT, naming the file as what ("model file") and the
@@ -25,5 +26,9 @@ int tcx_cli_check_input(tcx_ctx *ctx, const char *flag, const char *path,
 int tcx_cli_check_distinct(tcx_ctx *ctx, const char *input_flag,
                            const char *input, const char *output_flag,
                            const char *output);
+
+/* Fails with TCX_ERR_INPUT unless path has the root attribute format =
+ * "tcorex-model" of a file written by 'tcorex fit'. Collective. */
+int tcx_cli_check_model_file(tcx_ctx *ctx, const char *path);
 
 #endif

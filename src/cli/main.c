@@ -7,9 +7,9 @@
 #include "commands.h"
 
 static const tcx_command *const commands[] = {
-    &tcx_command_fit,        &tcx_command_score,    &tcx_command_convert,
-    &tcx_command_export,     &tcx_command_simulate, &tcx_command_covariance,
-    &tcx_command_baseline,   &tcx_command_select,
+    &tcx_command_fit,         &tcx_command_score,    &tcx_command_convert,
+    &tcx_command_export,      &tcx_command_simulate, &tcx_command_changepoints,
+    &tcx_command_covariance,  &tcx_command_baseline, &tcx_command_select,
 };
 enum { N_COMMANDS = sizeof(commands) / sizeof(commands[0]) };
 
@@ -21,7 +21,7 @@ static void print_main_help(void)
          "CorEx\nand T-CorEx, distributed over MPI ranks by blocks of "
          "variables.\n\nCommands:\n");
   for (int k = 0; k < N_COMMANDS; k++)
-    printf("  %-10s %s\n", commands[k]->name, commands[k]->summary);
+    printf("  %-13s %s\n", commands[k]->name, commands[k]->summary);
   printf("\nRun 'tcorex COMMAND --help' for the options of a command.\n"
          "Options: --help, --version.\n\n"
          "Exit codes: 0 success, 1 internal or MPI error, 2 usage error, 3 "

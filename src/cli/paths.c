@@ -2,6 +2,7 @@
 #include <sys/stat.h>
 
 #include "commands.h"
+#include "tcorex/h5io.h"
 
 int tcx_cli_check_input(tcx_ctx *ctx, const char *flag, const char *path,
                         const char *what)
@@ -37,5 +38,20 @@ int tcx_cli_check_distinct(tcx_ctx *ctx, const char *input_flag,
                      "%s %s and %s %s name the same file; writing would "
                      "destroy the input. Choose another output path",
                      output_flag, output, input_flag, input);
+  return TCX_OK;
+}
+
+int tcx_cli_check_model_file(tcx_ctx *ctx, const char *path)
+{
+  char format[64] = "";
+  int rc = tcx_h5_read_attr_string(ctx, path, "format", format,
+                                   sizeof(format));
+
+  if (rc != TCX_OK || strcmp(format, "tcorex-model") != 0)
+    return tcx_error(ctx, TCX_ERR_INPUT,
+                     "model file %s is not a model written by 'tcorex fit' "
+                     "(no root attribute format = \"tcorex-model\"); pass "
+                     "the --output of a fit",
+                     path);
   return TCX_OK;
 }
