@@ -12,6 +12,9 @@ packages=(
   libopenblas-dev liblapacke-dev
   libcmocka-dev
   libnifti2-dev zlib1g-dev
+  # The SLURM tests (tests/test_slurm_*.c) start a private single-node
+  # scheduler from these and submit the job scripts in jobs/ to it.
+  slurmctld slurmd slurm-client
 )
 
 missing=()
