@@ -67,10 +67,10 @@ void tcx_slurm_submit(const char *folder, const char *arguments, char *job_id,
  * timeout, after cancelling it. */
 int tcx_slurm_wait(const char *job_id, int timeout_s);
 
-/* Waits until the file at path contains text or timeout_s seconds pass.
- * Returns 1 when found. */
-int tcx_slurm_wait_for_text(const char *path, const char *text,
-                            int timeout_s);
+/* Waits until the file at path contains text, job_id has left the queue
+ * or timeout_s seconds pass. Returns 1 when the text was found. */
+int tcx_slurm_wait_for_text(const char *job_id, const char *path,
+                            const char *text, int timeout_s);
 
 /* Counts the records of job_id (one per array task) whose field
  * (e.g. "JobState") has the given value in "scontrol show job -o". */

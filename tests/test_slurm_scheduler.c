@@ -210,8 +210,11 @@ static void scaling_job_requeues_on_warning(void **state)
            log, TCX_SOURCE_DIR, scan, folder);
   tcx_slurm_submit(folder, arguments, job, sizeof(job));
 
-  if (!tcx_slurm_wait_for_text(log, "/data on 2 rank(s)", job_timeout_s))
+  if (!tcx_slurm_wait_for_text(job, log, "/data on 2 rank(s)",
+                               job_timeout_s)) {
     tcx_slurm_report(slurm, job, log);
+    fail_msg("the 2-rank fit of job %s did not start", job);
+  }
   snprintf(arguments, sizeof(arguments), "scancel -b -s USR1 %s", job);
   assert_int_equal(tcx_slurm_shell(arguments, NULL, 0), 0);
 

@@ -35,7 +35,7 @@ fi
 
 mkdir -p "$dir"
 dir=$(cd "$dir" && pwd)
-mkdir -p "$dir/state" "$dir/spool" "$dir/log" "$dir/run"
+mkdir -p "$dir/state" "$dir/spool" "$dir/log" "$dir/run" "$dir/pmix"
 
 # Two free TCP ports on the loopback for slurmctld and slurmd, so that
 # several private schedulers (parallel test runs) do not collide.
@@ -105,6 +105,11 @@ SlurmdTimeout=30
 NodeName=localhost NodeAddr=127.0.0.1 CPUs=$cpus State=UNKNOWN
 PartitionName=test Nodes=localhost Default=YES MaxTime=INFINITE State=UP OverSubscribe=NO
 CONF
+
+# The PMIx plugin reads mpi.conf beside slurm.conf. Its per-step folders
+# (spmix_appdir_UID_JOB.STEP) would go to /tmp, where two private schedulers
+# that both count jobs from 1 would share them.
+echo "PMIxCliTmpDirBase=$dir/pmix" >"$dir/mpi.conf"
 
 export SLURM_CONF=$dir/slurm.conf
 
