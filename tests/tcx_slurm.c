@@ -93,8 +93,11 @@ int tcx_slurm_setup(void **state)
     fprintf(stderr, "cannot create a temporary folder %s\n", slurm->dir);
     return -1;
   }
-  snprintf(command, sizeof(command), "%s/tests/slurm/slurm_up.sh '%s' 4",
-           TCX_SOURCE_DIR, slurm->dir);
+  /* The owner PID makes slurm_up.sh stop the daemons should this test be
+   * killed before its teardown. */
+  snprintf(command, sizeof(command),
+           "SLURM_UP_OWNER_PID=%ld %s/tests/slurm/slurm_up.sh '%s' 4",
+           (long)getpid(), TCX_SOURCE_DIR, slurm->dir);
   rc = tcx_slurm_shell(command, output, sizeof(output));
   if (rc != 0) {
     fprintf(stderr, "slurm_up.sh failed with exit code %d:\n%s\n", rc, output);

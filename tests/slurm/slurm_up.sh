@@ -11,6 +11,9 @@
 # Prints "export SLURM_CONF=DIR/slurm.conf" on success, so that
 #   eval "$(tests/slurm/slurm_up.sh DIR)"
 # points the shell at it. Stop it with tests/slurm/slurm_down.sh DIR.
+# With SLURM_UP_OWNER_PID set, a watcher process stops the scheduler once
+# that process has exited, so that a test killed by its timeout leaves no
+# daemons behind.
 # Exit codes: 0 running and the node idle; 1 a daemon failed or the node did
 # not become idle within SLURM_UP_TIMEOUT seconds (default 60), with the
 # daemon logs on stderr; 2 usage error or slurm-wlm not installed.
@@ -151,4 +154,12 @@ while :; do
   fi
   sleep 0.2
 done
+if [ -n "${SLURM_UP_OWNER_PID:-}" ]; then
+  owner=$SLURM_UP_OWNER_PID
+  down=$(cd "$(dirname "$0")" && pwd)/slurm_down.sh
+  # setsid detaches the watcher from the caller's pipes and process group.
+  setsid bash -c 'while kill -0 "$1" 2>/dev/null; do sleep 2; done
+    "$2" "$3" >/dev/null 2>&1' watcher "$owner" "$down" "$dir" \
+    </dev/null >/dev/null 2>&1 &
+fi
 echo "export SLURM_CONF=$SLURM_CONF"
