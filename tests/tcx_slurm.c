@@ -108,10 +108,10 @@ int tcx_slurm_setup(void **state)
   setenv("TCOREX", TCX_CLI_PATH, 1);
   setenv("OPENBLAS_NUM_THREADS", "1", 1);
   /* The jobs inherit this environment. Open MPI ranks started by srun
-   * busy-poll while they wait in a collective; on a test machine whose few
-   * cores are shared, a polling rank loses its time slice and a T-CorEx fit
-   * ran 9 times slower (18 s against 2 s). mpirun sets this itself when it
-   * oversubscribes. */
+   * busy-poll while they wait in a collective. On a test machine whose few
+   * cores are shared, a polling rank loses its time slice, and a T-CorEx
+   * fit ran 9 times slower (18 s against 2 s). mpirun sets this itself
+   * when it oversubscribes. */
   setenv("OMPI_MCA_mpi_yield_when_idle", "1", 1);
   slurm->running = 1;
   return 0;

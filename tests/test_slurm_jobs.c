@@ -1,7 +1,8 @@
-/* The job scripts of jobs/ submitted to a private single-node SLURM
- * (tests/slurm/slurm_up.sh) with small inputs: the fMRI pipeline, the same
- * job interrupted by the walltime warning and requeued, and the grid search
- * as a job array with its dependent selection job. They need tcorex fit
+/* Submits the job scripts of jobs/ with small inputs to a private
+ * single-node SLURM (tests/slurm/slurm_up.sh). The tests cover the fMRI
+ * pipeline, the same job interrupted by the walltime warning and requeued,
+ * and the grid search as a job array with its dependent selection job.
+ * They need tcorex fit
  * --checkpoint/--resume, tcorex changepoints, tcorex export --what changes
  * and tcorex select. Skips when SLURM is not installed. */
 #include <math.h>
@@ -227,9 +228,9 @@ static int count_occurrences(const char *text, const char *word)
 }
 
 /* The walltime warning, delivered as "scancel -b -s USR1" while the fit
- * runs, reaches the fit's ranks through the script; they checkpoint and
- * exit 75, the job requeues itself, resumes the fit and ends with the model
- * of an uninterrupted fit, bit for bit. */
+ * runs, reaches the fit's ranks through the script. They checkpoint and
+ * exit 75. The job requeues itself, resumes the fit and ends with the
+ * model of an uninterrupted fit, bit for bit. */
 static void fmri_job_resumes_after_warning(void **state)
 {
   /* 7 stages of 500 steps: the fit runs for seconds after it logged that
@@ -296,9 +297,9 @@ static void write_grid_data(const char *folder)
   assert_int_equal(rc, 0);
 }
 
-/* Reads the header and the single row of a point table; returns the
- * validation NLL (the first column whose name contains "nll") and the
- * factor count (column "factors"). */
+/* Reads the header and the single row of a point table. Stores the
+ * validation NLL, from the first column whose name contains "nll", and the
+ * factor count, from the column "factors". */
 static void read_point(const char *path, double *nll, int *factors)
 {
   char header[1024], row[1024];

@@ -188,7 +188,7 @@ static void scaling_job_writes_table(void **state)
 
 /* The walltime warning, delivered as the documented equivalent
  * "scancel -b -s USR1" while the 2-rank fit runs, makes jobs/scaling.sbatch
- * stop that fit and requeue itself; the second run keeps the 1-rank timing
+ * stop that fit and requeue itself. The second run keeps the 1-rank timing
  * and times 2 ranks again. */
 static void scaling_job_requeues_on_warning(void **state)
 {
@@ -342,7 +342,7 @@ static void dependent_job_waits_on_failure(void **state)
   TCX_SLURM_REQUIRE(state, slurm);
   tcx_slurm_folder(slurm, "failing", folder, sizeof(folder));
   convert_fmri(folder, scan, sizeof(scan));
-  /* Task 1 asks for 0 factors, which fit rejects with exit code 2. */
+  /* Task 1 requests 0 factors, which fit rejects with exit code 2. */
   snprintf(arguments, sizeof(arguments),
            "--array=0-1 --output=%s/point_%%a.out "
            "%s/tests/slurm/fit_point.sbatch %s %s '2 0'",

@@ -89,6 +89,7 @@ SchedulerParameters=sched_interval=2
 JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/none
 JobCompType=jobcomp/none
+MailProg=/bin/true
 PlugStackConfig=$dir/plugstack.conf
 StateSaveLocation=$dir/state
 SlurmdSpoolDir=$dir/spool
