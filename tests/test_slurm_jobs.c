@@ -406,12 +406,23 @@ static void grid_array_selects_best(void **state)
     }
   }
 
+  /* grid.csv repeats the point tables' rows in point order. */
   snprintf(path, sizeof(path), "%s/grid.csv", out);
   file = fopen(path, "r");
   assert_non_null(file);
   assert_non_null(fgets(line, sizeof(line), file));
-  while (fgets(line, sizeof(line), file))
+  while (fgets(line, sizeof(line), file)) {
+    char point_path[TCX_SLURM_PATH_MAX], point_text[2048];
+    const char *point_row;
+
+    snprintf(point_path, sizeof(point_path), "%s/point_%d.csv", out, rows);
+    assert_true(tcx_slurm_read_text(point_path, point_text,
+                                    sizeof(point_text)));
+    point_row = strchr(point_text, '\n');
+    assert_non_null(point_row);
+    assert_string_equal(line, point_row + 1);
     rows++;
+  }
   fclose(file);
   assert_int_equal(rows, POINTS);
 
