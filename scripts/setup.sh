@@ -14,6 +14,9 @@ packages=(
   libnifti2-dev zlib1g-dev
   # tcorex changepoints --plot: PLplot and its pngcairo device
   libplplot-dev plplot-driver-cairo
+  # The SLURM tests (tests/test_slurm_*.c) start a private single-node
+  # scheduler from these and submit the job scripts in jobs/ to it.
+  slurmctld slurmd slurm-client
 )
 
 missing=()
