@@ -12,6 +12,11 @@ packages=(
   libopenblas-dev liblapacke-dev
   libcmocka-dev
   libnifti2-dev zlib1g-dev
+  # scripts/test_valgrind.sh runs an MPI test under memcheck.
+  valgrind
+  # scripts/fuzz.sh builds the fuzz targets with clang's libFuzzer
+  # (libclang_rt.fuzzer is in libclang-rt-14-dev).
+  clang libclang-rt-14-dev
 )
 
 missing=()
