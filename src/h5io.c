@@ -490,7 +490,8 @@ static int tcx_h5_transfer_batch(tcx_ctx *ctx, hid_t dataset, hid_t transfer,
                    path, write ? "write" : "read", (long long)col_begin,
                    (long long)(col_begin + n_local - 1), name, detail,
                    write ? "; check the free space and quota of its folder"
-                         : "");
+                         : "; the file is corrupt or truncated, so copy or "
+                           "rewrite it");
   }
 
 cleanup:

@@ -187,6 +187,39 @@ cleanup:
   return rc;
 }
 
+/* Fails unless the first 348 bytes of path are a valid NIfTI-1 header.
+ * nifticlib 3.0.1 prints "** ERROR" lines to stderr, whatever its debug
+ * level, when nifti_image_read() or nifti_read_header() meets an invalid
+ * header. nifti_hdr_looks_good() is silent at debug level 0, so checking
+ * the header with it first makes each error reach the user once. */
+static int tcx_nifti_check_header(tcx_ctx *ctx, const char *path,
+                                  const char *role)
+{
+  nifti_1_header header;
+  znzFile file = znzopen(path, "rb", nifti_is_gzfile(path));
+  size_t got = 0;
+  int rc = TCX_OK;
+
+  TCX_CHECK(!znz_isnull(file), ctx, TCX_ERR_INPUT, "cannot open %s %s: %s",
+            role, path, strerror(errno));
+  got = znzread(&header, 1, sizeof(header), file);
+  TCX_CHECK(got == sizeof(header), ctx, TCX_ERR_INPUT,
+            "%s %s is truncated: it has %zu bytes, fewer than the %zu of a "
+            "NIfTI-1 header",
+            role, path, got == (size_t)-1 ? (size_t)0 : got, sizeof(header));
+  if (header.sizeof_hdr != (int)sizeof(header))
+    swap_nifti_header(&header, 1);
+  TCX_CHECK(nifti_hdr_looks_good(&header), ctx, TCX_ERR_INPUT,
+            "%s %s has a corrupt NIfTI-1 header (invalid dimensions, voxel "
+            "type or header size); rewrite the file with a NIfTI tool",
+            role, path);
+
+cleanup:
+  if (!znz_isnull(file))
+    (void)znzclose(file);
+  return rc;
+}
+
 /* Reads a NIfTI-1 image with its data; role names it in messages. */
 static int tcx_nifti_read(tcx_ctx *ctx, const char *path, const char *role,
                           nifti_image **image)
@@ -210,6 +243,7 @@ static int tcx_nifti_read(tcx_ctx *ctx, const char *path, const char *role,
             "%s %s is not a NIfTI-1 file (.nii or .nii.gz) or cannot be "
             "read; NIfTI-2 files are not supported",
             role, path);
+  TCX_TRY(tcx_nifti_check_header(ctx, path, role));
   *image = nifti_image_read(path, 0);
   TCX_CHECK(*image, ctx, TCX_ERR_INPUT,
             "nifticlib failed to read the header of %s %s; the file may be "

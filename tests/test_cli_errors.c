@@ -364,6 +364,20 @@ static int prepare_corrupt_h5(const char *dir)
   return 1;
 }
 
+/* A chunked int16 input whose chunk B-tree is corrupt: the file opens, and
+ * the read of the data fails inside HDF5 (found by the fuzz target). */
+static int prepare_corrupt_chunks(const char *dir)
+{
+  char command[COMMAND_MAX];
+
+  snprintf(command, sizeof(command), "cp '%s' '%s/in.h5'",
+           TCX_SOURCE_DIR
+           "/tests/fuzz/known/h5_read/leak_chunk_collective_read.h5",
+           dir);
+  assert_int_equal(system(command), 0);
+  return 1;
+}
+
 static int prepare_truncated_nifti(const char *dir)
 {
   char path[PATH_MAX_CHARS];
@@ -524,10 +538,14 @@ static const error_case cases[] = {
      "BOLD image @/text.nii is not a NIfTI-1 file", NULL, "conv.h5",
      OUTPUT_ABSENT, 0},
     {"truncated HDF5 file", prepare_truncated_h5,
-     FIT_ARGS "--output @/model.h5", AT_BOTH, EXIT_INPUT, "@/in.h5",
+     FIT_ARGS "--output @/model.h5", AT_1, EXIT_INPUT, "@/in.h5",
      "truncated", "model.h5", OUTPUT_ABSENT, 0},
     {"corrupt HDF5 file", prepare_corrupt_h5, FIT_ARGS "--output @/model.h5",
      AT_BOTH, EXIT_INPUT, "@/in.h5", "corrupt", "model.h5", OUTPUT_ABSENT, 0},
+    {"corrupt chunk index", prepare_corrupt_chunks,
+     "fit --input @/in.h5 --factors 1 --output @/model.h5", AT_BOTH,
+     EXIT_INPUT, "@/in.h5: HDF5 failed to read columns",
+     "the file is corrupt or truncated", "model.h5", OUTPUT_ABSENT, 0},
     {"truncated NIfTI file", prepare_truncated_nifti,
      "convert --nifti @/bold.nii --output @/conv.h5", AT_1, EXIT_INPUT,
      "BOLD image @/bold.nii is truncated", NULL, "conv.h5", OUTPUT_ABSENT, 0},
@@ -541,7 +559,7 @@ static const error_case cases[] = {
      0},
     {"missing dataset keeps old output", prepare_standard,
      "fit --input @/in.h5 --dataset /bold --factors 2 --output @/model.h5",
-     AT_2, EXIT_INPUT, "dataset \"/bold\" not found", NULL, "model.h5",
+     AT_1, EXIT_INPUT, "dataset \"/bold\" not found", NULL, "model.h5",
      OUTPUT_UNCHANGED, 0},
     {"dataset of rank 1", prepare_rank1, FIT_ARGS "--output @/model.h5",
      AT_1, EXIT_INPUT, "@/in.h5: dataset \"/data\" has shape [20]",
@@ -560,7 +578,7 @@ static const error_case cases[] = {
      "--periods: 30 periods need at least 30 rows", "the input has 20",
      "model.h5", OUTPUT_ABSENT, 0},
     {"NaN is a missing value", prepare_nan, FIT_ARGS "--output @/model.h5",
-     AT_BOTH, EXIT_OK, "fit: model written to @/model.h5", NULL, "model.h5",
+     AT_1, EXIT_OK, "fit: model written to @/model.h5", NULL, "model.h5",
      OUTPUT_WRITTEN, 0},
     {"NaN in T-CorEx input", prepare_nan,
      FIT_ARGS "--periods 2 --output @/model.h5", AT_2, EXIT_OK,
@@ -827,14 +845,14 @@ static void integer_and_float32_inputs(void **state)
     snprintf(args, sizeof(args),
              "fit --input %s --factors 2 --max-iter 30 --output %s", typed,
              typed_model);
-    run_cli(2, 0, args, &out);
+    run_cli(1, 0, args, &out);
     if (out.exit_code != 0)
       fprintf(stderr, "%s input: %s\n", types[t], out.text);
     assert_int_equal(out.exit_code, 0);
     snprintf(args, sizeof(args),
              "fit --input %s --factors 2 --max-iter 30 --output %s", wide,
              wide_model);
-    run_cli(2, 0, args, &out);
+    run_cli(1, 0, args, &out);
     assert_int_equal(out.exit_code, 0);
 
     typed_factors = read_dataset(typed_model, "/factors", &typed_count);
