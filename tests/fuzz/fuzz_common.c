@@ -5,6 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <hdf5.h>
 #include <mpi.h>
 
 /* State of the fuzzing process. libFuzzer calls the target once per input
@@ -55,6 +56,16 @@ void tcx_fuzz_write_file(const char *path, const uint8_t *data, size_t size)
 
   if (!file || fwrite(data, 1, size, file) != size || fclose(file) != 0) {
     perror(path);
+    abort();
+  }
+}
+
+void tcx_fuzz_check_hdf5_closed(void)
+{
+  const ssize_t open_ids = H5Fget_obj_count(H5F_OBJ_ALL, H5F_OBJ_ALL);
+
+  if (open_ids != 0) {
+    fprintf(stderr, "fuzz: %zd HDF5 identifier(s) left open\n", open_ids);
     abort();
   }
 }

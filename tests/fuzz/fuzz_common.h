@@ -23,4 +23,9 @@ void tcx_fuzz_path(const char *name, char *path, size_t size);
  * file cannot be written, because every later input would be wrong too. */
 void tcx_fuzz_write_file(const char *path, const uint8_t *data, size_t size);
 
+/* Aborts when an HDF5 identifier (file, dataset, dataspace, type,
+ * attribute or group) is still open, so that a handle tcorex forgot to
+ * close on an error path fails the input that took that path. */
+void tcx_fuzz_check_hdf5_closed(void);
+
 #endif

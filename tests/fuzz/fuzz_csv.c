@@ -27,5 +27,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
   has_header = data[0] % 3 - 1; /* -1 detect, 0 no, 1 yes */
   tcx_fuzz_write_file(table_path, data + 1, size - 1);
   (void)tcx_csv_convert(tcx_fuzz_ctx(), table_path, output_path, has_header);
+  tcx_fuzz_check_hdf5_closed();
   return 0;
 }

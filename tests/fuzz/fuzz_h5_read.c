@@ -36,5 +36,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
   (void)tcx_h5_dataset_shape(ctx, input_path, "/data", &n_dims, dims);
   (void)tcx_h5_read_attr_string(ctx, input_path, "format", format,
                                 sizeof(format));
+  tcx_fuzz_check_hdf5_closed();
   return 0;
 }

@@ -27,5 +27,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
   tcx_fuzz_write_file(path, data, size);
   (void)tcx_nifti_convert(tcx_fuzz_ctx(), path, NULL, output_path);
+  tcx_fuzz_check_hdf5_closed();
   return 0;
 }
