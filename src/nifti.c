@@ -187,6 +187,26 @@ cleanup:
   return rc;
 }
 
+/* Returns 1 when header is in the other byte order, 0 when it is in this
+ * CPU's, or -1 when neither gives dim[0] in 1..7 (or, when dim[0] is 0, a
+ * header size of 348). This is the rule nifti_read_header() applies. */
+static int tcx_nifti_needs_swap(const nifti_1_header *header)
+{
+  int16_t dim0 = header->dim[0];
+  int32_t size = header->sizeof_hdr;
+
+  if (dim0 != 0) {
+    if (dim0 >= 1 && dim0 <= 7)
+      return 0;
+    nifti_swap_2bytes(1, &dim0);
+    return dim0 >= 1 && dim0 <= 7 ? 1 : -1;
+  }
+  if (size == (int32_t)sizeof(*header))
+    return 0;
+  nifti_swap_4bytes(1, &size);
+  return size == (int32_t)sizeof(*header) ? 1 : -1;
+}
+
 /* Fails unless the first 348 bytes of path are a valid NIfTI-1 header.
  * nifticlib 3.0.1 prints "** ERROR" lines to stderr, whatever its debug
  * level, when nifti_image_read() or nifti_read_header() meets an invalid
@@ -198,6 +218,7 @@ static int tcx_nifti_check_header(tcx_ctx *ctx, const char *path,
   nifti_1_header header;
   znzFile file = znzopen(path, "rb", nifti_is_gzfile(path));
   size_t got = 0;
+  int swap;
   int rc = TCX_OK;
 
   TCX_CHECK(!znz_isnull(file), ctx, TCX_ERR_INPUT, "cannot open %s %s: %s",
@@ -207,9 +228,26 @@ static int tcx_nifti_check_header(tcx_ctx *ctx, const char *path,
             "%s %s is truncated: it has %zu bytes, fewer than the %zu of a "
             "NIfTI-1 header",
             role, path, got == (size_t)-1 ? (size_t)0 : got, sizeof(header));
-  if (header.sizeof_hdr != (int)sizeof(header))
+  swap = tcx_nifti_needs_swap(&header);
+  TCX_CHECK(swap >= 0, ctx, TCX_ERR_INPUT,
+            "%s %s has a corrupt NIfTI-1 header: dim[0] is %d and the header "
+            "size %d, in either byte order; rewrite the file with a NIfTI "
+            "tool",
+            role, path, header.dim[0], header.sizeof_hdr);
+  if (swap)
     swap_nifti_header(&header, 1);
-  TCX_CHECK(nifti_hdr_looks_good(&header), ctx, TCX_ERR_INPUT,
+  /* nifti_convert_nhdr2nim() prints when dim[0], dim[1] or the datatype
+   * is invalid, and nifti_datatype_is_valid() accepts DT_UNKNOWN, so the
+   * datatype is checked against the types tcorex reads. */
+  TCX_CHECK(tcx_nifti_is_supported_type(header.datatype), ctx,
+            TCX_ERR_INPUT,
+            "%s %s has voxel type %s (NIfTI datatype code %d); tcorex reads "
+            "real integer and floating-point types only",
+            role, path, nifti_datatype_to_string(header.datatype),
+            header.datatype);
+  TCX_CHECK(header.dim[0] >= 1 && header.dim[0] <= 7 && header.dim[1] > 0 &&
+                nifti_hdr_looks_good(&header),
+            ctx, TCX_ERR_INPUT,
             "%s %s has a corrupt NIfTI-1 header (invalid dimensions, voxel "
             "type or header size); rewrite the file with a NIfTI tool",
             role, path);

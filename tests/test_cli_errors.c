@@ -428,6 +428,18 @@ static int prepare_corrupt_nifti(const char *dir)
   return 1;
 }
 
+/* A NIfTI-1 header whose datatype (bytes 70..71) is 0, DT_UNKNOWN, which
+ * nifticlib reports with its own "** ERROR" line when it reads it. */
+static int prepare_unknown_voxel_type(const char *dir)
+{
+  char path[PATH_MAX_CHARS];
+
+  write_nifti(dir);
+  snprintf(path, sizeof(path), "%s/bold.nii", dir);
+  overwrite_bytes(path, 70, 2, 0x00);
+  return 1;
+}
+
 static int prepare_rank1(const char *dir)
 {
   const hsize_t dims[1] = {N_ROWS};
@@ -585,6 +597,10 @@ static const error_case cases[] = {
     {"corrupt NIfTI header", prepare_corrupt_nifti,
      "convert --nifti @/bold.nii --output @/conv.h5", AT_1, EXIT_INPUT,
      "BOLD image @/bold.nii", "corrupt", "conv.h5", OUTPUT_ABSENT, 0},
+    {"unknown NIfTI voxel type", prepare_unknown_voxel_type,
+     "convert --nifti @/bold.nii --output @/conv.h5", AT_1, EXIT_INPUT,
+     "BOLD image @/bold.nii has voxel type", "datatype code 0", "conv.h5",
+     OUTPUT_ABSENT, 0},
     {"missing dataset", prepare_standard,
      "fit --input @/in.h5 --dataset /bold --factors 2 --output @/model.h5",
      AT_BOTH, EXIT_INPUT, "@/in.h5: dataset \"/bold\" not found",
