@@ -17,6 +17,11 @@ packages=(
   # The SLURM tests (tests/test_slurm_*.c) start a private single-node
   # scheduler from these and submit the job scripts in jobs/ to it.
   slurmctld slurmd slurm-client
+  # scripts/test_valgrind.sh runs an MPI test under memcheck.
+  valgrind
+  # scripts/fuzz.sh builds the fuzz targets with clang's libFuzzer
+  # (libclang_rt.fuzzer is in libclang-rt-14-dev).
+  clang libclang-rt-14-dev
 )
 
 missing=()

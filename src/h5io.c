@@ -134,10 +134,19 @@ int tcx_h5_check_output_path(tcx_ctx *ctx, const char *path)
             TCX_ERR_USAGE,
             "output path \"%s\" names no file; pass a file name", path);
   TCX_TRY(tcx_h5_path_folder(ctx, path, &folder));
-  TCX_CHECK(stat(folder, &info) == 0, ctx, TCX_ERR_OUTPUT,
-            "cannot write %s: folder %s does not exist (%s); create it or "
-            "choose another output path",
-            path, folder, strerror(errno));
+  if (stat(folder, &info) != 0) {
+    if (errno == ENOENT || errno == ENOTDIR)
+      rc = tcx_error(ctx, TCX_ERR_OUTPUT,
+                     "cannot write %s: folder %s does not exist (%s); create "
+                     "it or choose another output path",
+                     path, folder, strerror(errno));
+    else
+      rc = tcx_error(ctx, TCX_ERR_OUTPUT,
+                     "cannot write %s: folder %s cannot be accessed (%s); "
+                     "choose a folder you can write to",
+                     path, folder, strerror(errno));
+    goto cleanup;
+  }
   TCX_CHECK(S_ISDIR(info.st_mode), ctx, TCX_ERR_OUTPUT,
             "cannot write %s: %s is not a folder", path, folder);
   TCX_CHECK(access(folder, W_OK | X_OK) == 0, ctx, TCX_ERR_OUTPUT,
@@ -202,11 +211,19 @@ static int tcx_h5_open_file(tcx_ctx *ctx, const char *path, int serial,
               "with MPI-IO",
               path);
   *file = H5Fopen(path, H5F_ACC_RDONLY, access_list);
-  TCX_CHECK(*file >= 0, ctx, TCX_ERR_INPUT,
-            "HDF5 cannot open %s for reading; if another program is "
-            "writing it, wait until it finishes (HDF5_USE_FILE_LOCKING=FALSE "
-            "turns off HDF5's file locks on file systems without locking)",
-            path);
+  if (*file < 0) {
+    char detail[256];
+
+    tcx_h5_error_detail(detail, sizeof(detail));
+    rc = tcx_error(ctx, TCX_ERR_INPUT,
+                   "HDF5 cannot open %s for reading (%s). The file is "
+                   "truncated or corrupt, or another program is still "
+                   "writing it: copy it again or rewrite it, or wait until "
+                   "the writer finishes (HDF5_USE_FILE_LOCKING=FALSE turns "
+                   "off HDF5's file locks on file systems without locking)",
+                   path, detail);
+    goto cleanup;
+  }
 
 cleanup:
   return tcx_h5_close(ctx, rc, access_list, path);
@@ -473,7 +490,8 @@ static int tcx_h5_transfer_batch(tcx_ctx *ctx, hid_t dataset, hid_t transfer,
                    path, write ? "write" : "read", (long long)col_begin,
                    (long long)(col_begin + n_local - 1), name, detail,
                    write ? "; check the free space and quota of its folder"
-                         : "");
+                         : "; the file is corrupt or truncated, so copy or "
+                           "rewrite it");
   }
 
 cleanup:

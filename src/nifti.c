@@ -77,6 +77,64 @@ static double tcx_nifti_value(const nifti_image *image, size_t index)
   return raw * image->scl_slope + image->scl_inter;
 }
 
+/* First allocation for voxel data. The buffer then grows by doubling, so a
+ * header that declares more voxels than the file contains fails at the end
+ * of the file, after allocating at most 64 MiB or twice the bytes present. */
+#define TCX_NIFTI_READ_CHUNK ((size_t)64 << 20)
+
+/* Returns the voxel data size that the header of image declares, or 0 when
+ * a dimension is not positive or the product overflows. */
+static size_t tcx_nifti_declared_bytes(const nifti_image *image)
+{
+  size_t bytes = image->nbyper > 0 ? (size_t)image->nbyper : 0;
+
+  if (image->dim[0] < 1 || image->dim[0] > 7)
+    return 0;
+  for (int d = 1; d <= image->dim[0]; d++) {
+    if (image->dim[d] < 1 || bytes > SIZE_MAX / (size_t)image->dim[d])
+      return 0;
+    bytes *= (size_t)image->dim[d];
+  }
+  return bytes;
+}
+
+/* Reads up to bytes bytes from file into a buffer that grows as data
+ * arrive. *got receives the count read. The caller frees *data. */
+static int tcx_nifti_read_growing(tcx_ctx *ctx, znzFile file, size_t bytes,
+                                  char **data, size_t *got)
+{
+  size_t capacity = 0;
+  int rc = TCX_OK;
+
+  *data = NULL;
+  *got = 0;
+  while (*got < bytes) {
+    size_t count;
+
+    if (*got == capacity) {
+      const size_t doubled = capacity == 0 ? TCX_NIFTI_READ_CHUNK
+                             : capacity > SIZE_MAX / 2 ? SIZE_MAX
+                                                        : 2 * capacity;
+      const size_t grown = doubled < bytes ? doubled : bytes;
+      char *larger = realloc(*data, grown);
+
+      TCX_CHECK(larger != NULL, ctx, TCX_ERR_MEMORY,
+                "out of memory reading NIfTI voxel data (%zu bytes); run on "
+                "a node with more memory",
+                grown);
+      *data = larger;
+      capacity = grown;
+    }
+    count = znzread(*data + *got, 1, capacity - *got, file);
+    if (count == 0 || count == (size_t)-1)
+      break;
+    *got += count;
+  }
+
+cleanup:
+  return rc;
+}
+
 /* Reads the voxel data of image from its file as stored, in the CPU's
  * byte order. nifti_image_load() would do it too, but nifticlib 3.0.1
  * there replaces NaN and infinite floats by 0, which would hide missing
@@ -84,11 +142,19 @@ static double tcx_nifti_value(const nifti_image *image, size_t index)
 static int tcx_nifti_load_data(tcx_ctx *ctx, nifti_image *image,
                                const char *path, const char *role)
 {
-  const size_t bytes = nifti_get_volsize(image);
+  const size_t bytes = tcx_nifti_declared_bytes(image);
   znzFile file = NULL;
-  size_t got;
+  char *data = NULL;
+  size_t got = 0;
   int rc = TCX_OK;
 
+  TCX_CHECK(bytes > 0 && bytes == nifti_get_volsize(image), ctx,
+            TCX_ERR_INPUT,
+            "%s %s has a corrupt header: dimensions %d x %d x %d x %d "
+            "(dim[0] = %d) of %d-byte voxels give no valid data size; "
+            "rewrite the file with a NIfTI tool",
+            role, path, image->dim[1], image->dim[2], image->dim[3],
+            image->dim[4], image->dim[0], image->nbyper);
   TCX_CHECK(image->iname && image->iname_offset >= 0, ctx, TCX_ERR_INPUT,
             "%s %s has no usable voxel data offset (vox_offset %d)", role,
             path, image->iname_offset);
@@ -100,17 +166,91 @@ static int tcx_nifti_load_data(tcx_ctx *ctx, nifti_image *image,
             ctx, TCX_ERR_INPUT,
             "%s %s is truncated: its voxel data should start at byte %d",
             role, path, image->iname_offset);
-  TCX_TRY(tcx_calloc(ctx, (int64_t)bytes, 1, "NIfTI voxel data",
-                     &image->data));
-  got = znzread(image->data, 1, bytes, file);
+  TCX_TRY(tcx_nifti_read_growing(ctx, file, bytes, &data, &got));
   TCX_CHECK(got == bytes, ctx, TCX_ERR_INPUT,
-            "%s %s is truncated or corrupt: its voxel data should be %zu "
-            "bytes from byte %d on, but only %zu could be read",
-            role, path, bytes, image->iname_offset,
-            got == (size_t)-1 ? (size_t)0 : got);
+            "%s %s is truncated or corrupt: its header declares %d x %d x "
+            "%d x %d voxels of %d bytes, %zu bytes from byte %d on, but "
+            "only %zu could be read; copy or rewrite the file",
+            role, path, image->dim[1], image->dim[2], image->dim[3],
+            image->dim[0] >= 4 ? image->dim[4] : 1, image->nbyper, bytes,
+            image->iname_offset, got);
+  image->data = data;
+  data = NULL;
   if (image->swapsize > 1 && image->byteorder != nifti_short_order())
     nifti_swap_Nbytes(bytes / (size_t)image->swapsize, image->swapsize,
                       image->data);
+
+cleanup:
+  free(data);
+  if (!znz_isnull(file))
+    (void)znzclose(file);
+  return rc;
+}
+
+/* Returns 1 when header is in the other byte order, 0 when it is in this
+ * CPU's, or -1 when neither gives dim[0] in 1..7 (or, when dim[0] is 0, a
+ * header size of 348). This is the rule nifti_read_header() applies. */
+static int tcx_nifti_needs_swap(const nifti_1_header *header)
+{
+  int16_t dim0 = header->dim[0];
+  int32_t size = header->sizeof_hdr;
+
+  if (dim0 != 0) {
+    if (dim0 >= 1 && dim0 <= 7)
+      return 0;
+    nifti_swap_2bytes(1, &dim0);
+    return dim0 >= 1 && dim0 <= 7 ? 1 : -1;
+  }
+  if (size == (int32_t)sizeof(*header))
+    return 0;
+  nifti_swap_4bytes(1, &size);
+  return size == (int32_t)sizeof(*header) ? 1 : -1;
+}
+
+/* Fails unless the first 348 bytes of path are a valid NIfTI-1 header.
+ * nifticlib 3.0.1 prints "** ERROR" lines to stderr, whatever its debug
+ * level, when nifti_image_read() or nifti_read_header() meets an invalid
+ * header. nifti_hdr_looks_good() is silent at debug level 0, so checking
+ * the header with it first makes each error reach the user once. */
+static int tcx_nifti_check_header(tcx_ctx *ctx, const char *path,
+                                  const char *role)
+{
+  nifti_1_header header;
+  znzFile file = znzopen(path, "rb", nifti_is_gzfile(path));
+  size_t got = 0;
+  int swap;
+  int rc = TCX_OK;
+
+  TCX_CHECK(!znz_isnull(file), ctx, TCX_ERR_INPUT, "cannot open %s %s: %s",
+            role, path, strerror(errno));
+  got = znzread(&header, 1, sizeof(header), file);
+  TCX_CHECK(got == sizeof(header), ctx, TCX_ERR_INPUT,
+            "%s %s is truncated: it has %zu bytes, fewer than the %zu of a "
+            "NIfTI-1 header",
+            role, path, got == (size_t)-1 ? (size_t)0 : got, sizeof(header));
+  swap = tcx_nifti_needs_swap(&header);
+  TCX_CHECK(swap >= 0, ctx, TCX_ERR_INPUT,
+            "%s %s has a corrupt NIfTI-1 header: dim[0] is %d and the header "
+            "size %d, in either byte order; rewrite the file with a NIfTI "
+            "tool",
+            role, path, header.dim[0], header.sizeof_hdr);
+  if (swap)
+    swap_nifti_header(&header, 1);
+  /* nifti_convert_nhdr2nim() prints when dim[0], dim[1] or the datatype
+   * is invalid, and nifti_datatype_is_valid() accepts DT_UNKNOWN, so the
+   * datatype is checked against the types tcorex reads. */
+  TCX_CHECK(tcx_nifti_is_supported_type(header.datatype), ctx,
+            TCX_ERR_INPUT,
+            "%s %s has voxel type %s (NIfTI datatype code %d); tcorex reads "
+            "real integer and floating-point types only",
+            role, path, nifti_datatype_to_string(header.datatype),
+            header.datatype);
+  TCX_CHECK(header.dim[0] >= 1 && header.dim[0] <= 7 && header.dim[1] > 0 &&
+                nifti_hdr_looks_good(&header),
+            ctx, TCX_ERR_INPUT,
+            "%s %s has a corrupt NIfTI-1 header (invalid dimensions, voxel "
+            "type or header size); rewrite the file with a NIfTI tool",
+            role, path);
 
 cleanup:
   if (!znz_isnull(file))
@@ -141,6 +281,7 @@ static int tcx_nifti_read(tcx_ctx *ctx, const char *path, const char *role,
             "%s %s is not a NIfTI-1 file (.nii or .nii.gz) or cannot be "
             "read; NIfTI-2 files are not supported",
             role, path);
+  TCX_TRY(tcx_nifti_check_header(ctx, path, role));
   *image = nifti_image_read(path, 0);
   TCX_CHECK(*image, ctx, TCX_ERR_INPUT,
             "nifticlib failed to read the header of %s %s; the file may be "

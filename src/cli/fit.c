@@ -303,6 +303,54 @@ cleanup:
   return rc;
 }
 
+/* Fails when a column of this rank's block has no observed value, naming
+ * it, and counts in *n_constant the columns whose observed values are all
+ * equal. Not collective. */
+static int check_columns(tcx_ctx *ctx, const fit_values *v,
+                         const tcx_block *block, int64_t *n_constant)
+{
+  const int64_t n_local = block->n_local;
+  int64_t *n_observed = NULL;
+  double *low = NULL, *high = NULL;
+  int rc = TCX_OK;
+
+  *n_constant = 0;
+  TCX_TRY(tcx_calloc(ctx, n_local, sizeof(int64_t), "observed counts",
+                     &n_observed));
+  TCX_TRY(tcx_calloc(ctx, n_local, sizeof(double), "column minima", &low));
+  TCX_TRY(tcx_calloc(ctx, n_local, sizeof(double), "column maxima", &high));
+  for (int64_t row = 0; row < block->n_rows; row++) {
+    const double *x = block->data + row * n_local;
+
+    for (int64_t j = 0; j < n_local; j++) {
+      if (isnan(x[j]))
+        continue;
+      if (n_observed[j] == 0 || x[j] < low[j])
+        low[j] = x[j];
+      if (n_observed[j] == 0 || x[j] > high[j])
+        high[j] = x[j];
+      n_observed[j]++;
+    }
+  }
+  for (int64_t j = 0; j < n_local; j++) {
+    TCX_CHECK(n_observed[j] > 0, ctx, TCX_ERR_INPUT,
+              "%s: dataset \"%s\": column %lld (0-based) has no observed "
+              "value: all %lld rows are missing (NaN%s); remove the column "
+              "from the input or fill it in",
+              v->input, v->dataset, (long long)(block->col_begin + j),
+              (long long)block->n_rows,
+              isnan(v->missing) ? "" : " or the --missing value");
+    if (low[j] == high[j])
+      (*n_constant)++;
+  }
+
+cleanup:
+  free(n_observed);
+  free(low);
+  free(high);
+  return rc;
+}
+
 /* Warns when options that only T-CorEx reads were given to a linear fit. */
 static void warn_unused_tcorex_options(tcx_ctx *ctx, const fit_values *v)
 {
@@ -351,11 +399,15 @@ static int run_fit(tcx_ctx *ctx, void *values)
   tcx_block *block = NULL;
   tcx_model *model = NULL;
   const double start = tcx_time();
+  int64_t n_constant = 0, n_constant_all = 0;
   int rc = TCX_OK;
 
   TCX_TRY(tcx_ctx_agree(ctx, check_fit_options(ctx, v)));
   TCX_TRY(tcx_h5_read_block(ctx, v->input, &read, &block));
   TCX_TRY(tcx_ctx_agree(ctx, tcx_cli_fit_check_data(ctx, v, block)));
+  TCX_TRY(tcx_ctx_agree(ctx, check_columns(ctx, v, block, &n_constant)));
+  TCX_TRY_MPI(ctx, MPI_Allreduce(&n_constant, &n_constant_all, 1, MPI_INT64_T,
+                                 MPI_SUM, tcx_ctx_comm(ctx)));
   if (v->periods > 0 || v->period_length > 0)
     TCX_TRY(tcx_block_split_periods(ctx, block, v->periods,
                                     v->period_length));
@@ -366,6 +418,12 @@ static int run_fit(tcx_ctx *ctx, void *values)
           block->n_periods, v->input, v->dataset, tcx_ctx_size(ctx));
   TCX_TRY(setup_checkpoint(ctx, v, block));
 
+  /* The linear path warns from its own standardisation. */
+  if (n_constant_all > 0 && !tcx_cli_fit_is_linear(v, block))
+    tcx_log(ctx, TCX_LOG_WARNING,
+            "tcorex: warning: %lld constant variable(s) in %s:%s are kept; "
+            "they carry no correlation",
+            (long long)n_constant_all, v->input, v->dataset);
   TCX_TRY(tcx_cli_fit_block(ctx, v, block, &model));
   TCX_TRY(tcx_model_set_double(ctx, model, "seconds", tcx_time() - start));
   TCX_TRY(tcx_model_write(ctx, v->output, model));
