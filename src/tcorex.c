@@ -25,10 +25,12 @@ void tcx_tcorex_options_default(tcx_tcorex_options *options)
   options->max_iter = 1000;
   options->tol = 1e-5;
   options->anneal = 1;
+  options->reanneal = 1;
   options->init = TCX_TCOREX_INIT_LINEAR;
   options->optimizer = TCX_TCOREX_ADAM;
   options->learning_rate = 1e-3;
   options->seed = 0;
+  options->precision = TCX_TCOREX_DOUBLE;
 }
 
 int tcx_tcorex_check_options(tcx_ctx *ctx, const tcx_tcorex_options *options)
@@ -84,6 +86,10 @@ int tcx_tcorex_check_options(tcx_ctx *ctx, const tcx_tcorex_options *options)
             ctx, TCX_ERR_UNSUPPORTED,
             "FISTA's proximal step handles the L1 penalty of reg_type W "
             "only; use Adam, or l1 = 0, for reg_type MI or Sigma");
+  TCX_CHECK(options->precision == TCX_TCOREX_DOUBLE ||
+                options->precision == TCX_TCOREX_SINGLE,
+            ctx, TCX_ERR_USAGE, "invalid precision %d",
+            (int)options->precision);
 
 cleanup:
   return rc;
@@ -257,6 +263,7 @@ int tcx_tcorex_fit(tcx_ctx *ctx, const tcx_tcorex_options *options,
 {
   tcx_block *x = NULL;
   tcx_tcorex_plan *plan = NULL;
+  tcx_tcorex_options schedule;
   double start = tcx_time();
   int rc;
 
@@ -273,7 +280,14 @@ int tcx_tcorex_fit(tcx_ctx *ctx, const tcx_tcorex_options *options,
           plan->full_windows ? "whole-series" : "partial");
 
   TCX_TRY(init_weights_all(ctx, options, x, init_weights, result->weights));
-  TCX_TRY(tcx_tcorex_optimize(ctx, options, plan, result->weights, result));
+  result->init_seconds = tcx_time() - start;
+
+  /* The linear CorEx initialisation has been annealed already. */
+  schedule = *options;
+  if (options->init == TCX_TCOREX_INIT_LINEAR && !options->reanneal)
+    schedule.anneal = 0;
+  TCX_TRY(tcx_tcorex_optimize(ctx, &schedule, plan, result->weights, result));
+  result->optimize_seconds = tcx_time() - start - result->init_seconds;
   TCX_TRY(tcx_tcorex_outputs(ctx, plan, result->weights, result));
   TCX_TRY(tcx_tcorex_evaluate(ctx, plan, 0.0, result->weights,
                               TCX_TCOREX_EVAL_VALUE, NULL, 0, NULL,

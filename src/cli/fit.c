@@ -89,6 +89,14 @@ static const tcx_option_spec fit_options[] = {
     {"--learning-rate", TCX_OPT_DOUBLE, FIT_FIELD(learning_rate), "R",
      "T-CorEx: Adam step size, or FISTA's first trial step (default 1e-3)",
      0, INFINITY, 1, 0, NULL, 0},
+    {"--no-reanneal", TCX_OPT_FLAG, FIT_FIELD(no_reanneal), NULL,
+     "T-CorEx: after the annealed linear CorEx initialisation, run only the "
+     "final stage at noise level 0",
+     0, 0, 0, 0, NULL, 0},
+    {"--precision", TCX_OPT_CHOICE, FIT_FIELD(precision), "TYPE",
+     "T-CorEx: floating-point type of the large matrix products, double or "
+     "single (default double)",
+     0, 0, 0, 0, "double|single", 0},
     {NULL, 0, 0, NULL, NULL, 0, 0, 0, 0, NULL, 0},
 };
 
@@ -105,6 +113,7 @@ static void fit_defaults(void *values)
   v->reg_type = "weights";
   v->optimizer = "adam";
   v->learning_rate = NAN;
+  v->precision = "double";
 }
 
 int tcx_cli_fit_attributes(tcx_ctx *ctx, const fit_values *v,
@@ -184,11 +193,13 @@ static void warn_unused_tcorex_options(tcx_ctx *ctx, const fit_values *v)
   if (v->l1 > 0 || v->l2 > 0 || v->gamma != 0.5 ||
       strcmp(v->reg_type, "weights") != 0 || v->weighted_objective ||
       v->max_samples > 0 || v->no_init || strcmp(v->optimizer, "adam") != 0 ||
-      !isnan(v->learning_rate))
+      !isnan(v->learning_rate) || v->no_reanneal ||
+      strcmp(v->precision, "double") != 0)
     tcx_log(ctx, TCX_LOG_WARNING,
             "tcorex: warning: fitting linear CorEx (one period), so --l1, "
             "--l2, --gamma, --reg-type, --weighted-objective, --max-samples, "
-            "--no-init, --optimizer and --learning-rate have no effect");
+            "--no-init, --optimizer, --learning-rate, --no-reanneal and "
+            "--precision have no effect");
 }
 
 static int run_fit(tcx_ctx *ctx, void *values)

@@ -30,6 +30,8 @@ typedef struct fit_values {
   int no_init;
   const char *optimizer;
   double learning_rate;
+  int no_reanneal;
+  const char *precision; /* double or single */
 } fit_values;
 
 /* Fits linear CorEx to all rows of block (periods pooled), standardising

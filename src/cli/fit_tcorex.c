@@ -30,6 +30,10 @@ static int to_tcorex_options(const fit_values *v, tcx_tcorex_options *options)
       strcmp(v->optimizer, "fista") == 0 ? TCX_TCOREX_FISTA : TCX_TCOREX_ADAM;
   if (!isnan(v->learning_rate))
     options->learning_rate = v->learning_rate;
+  options->reanneal = !v->no_reanneal;
+  options->precision = strcmp(v->precision, "single") == 0
+                           ? TCX_TCOREX_SINGLE
+                           : TCX_TCOREX_DOUBLE;
   return TCX_OK;
 }
 
@@ -87,6 +91,8 @@ static int set_tcorex_attributes(tcx_ctx *ctx, const fit_values *v,
   TCX_TRY(tcx_model_set_string(ctx, model, "optimizer", v->optimizer));
   TCX_TRY(tcx_model_set_double(ctx, model, "learning_rate",
                                options->learning_rate));
+  TCX_TRY(tcx_model_set_int(ctx, model, "reanneal", options->reanneal));
+  TCX_TRY(tcx_model_set_string(ctx, model, "precision", v->precision));
 
 cleanup:
   return rc;
