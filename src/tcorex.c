@@ -31,6 +31,7 @@ void tcx_tcorex_options_default(tcx_tcorex_options *options)
   options->learning_rate = 1e-3;
   options->seed = 0;
   options->precision = TCX_TCOREX_DOUBLE;
+  options->init_max_iter = 0;
 }
 
 int tcx_tcorex_check_options(tcx_ctx *ctx, const tcx_tcorex_options *options)
@@ -66,6 +67,9 @@ int tcx_tcorex_check_options(tcx_ctx *ctx, const tcx_tcorex_options *options)
   TCX_CHECK(options->max_iter >= 1, ctx, TCX_ERR_USAGE,
             "invalid max_iter %lld: it must be at least 1",
             (long long)options->max_iter);
+  TCX_CHECK(options->init_max_iter >= 0, ctx, TCX_ERR_USAGE,
+            "invalid init_max_iter %lld: it must be >= 0 (0: max_iter)",
+            (long long)options->init_max_iter);
   TCX_CHECK(options->tol >= 0.0, ctx, TCX_ERR_USAGE,
             "invalid tol %g: it must be >= 0", options->tol);
   TCX_CHECK(options->learning_rate > 0.0 && isfinite(options->learning_rate),
@@ -163,7 +167,8 @@ static void init_random(const tcx_tcorex_options *options,
       }
 }
 
-/* Fits linear CorEx with the same m, max_iter, annealing and seed to the
+/* Fits linear CorEx with the same m, annealing and seed, and init_max_iter
+ * (or max_iter) iterations per stage, to the
  * rows of all periods pooled and standardised again as one sample, and
  * copies its weights W = U / sqrt(1 - u) to every period. Collective. */
 static int init_linear(tcx_ctx *ctx, const tcx_tcorex_options *options,
@@ -193,7 +198,8 @@ static int init_linear(tcx_ctx *ctx, const tcx_tcorex_options *options,
 
   tcx_corex_options_default(&linear_options);
   linear_options.n_factors = options->n_factors;
-  linear_options.max_iter = options->max_iter;
+  linear_options.max_iter =
+      options->init_max_iter > 0 ? options->init_max_iter : options->max_iter;
   linear_options.anneal = options->anneal;
   linear_options.seed = options->seed;
   TCX_TRY(tcx_corex_fit(ctx, &linear_options, pooled, x->n_rows, nl,

@@ -297,6 +297,50 @@ static void reanneal_sets_stage_count(void **state)
   check_schedule(0, 6, 6);
 }
 
+/* Returns the largest |weights of a - weights of b| over all ranks. */
+static double weight_difference(const tcx_tcorex_result *a,
+                                const tcx_tcorex_result *b)
+{
+  const int64_t count = a->n_periods * a->n_factors * a->n_local;
+  double difference = 0.0;
+
+  for (int64_t k = 0; k < count; k++)
+    difference = fmax(difference, fabs(a->weights[k] - b->weights[k]));
+  return global_max(difference);
+}
+
+/* init_max_iter 0 means max_iter iterations per stage of the linear CorEx
+ * start; another count changes the start, and a negative one is invalid. */
+static void init_max_iter_sets_linear_fit(void **state)
+{
+  tcx_ctx *ctx = tcx_test_ctx();
+  tcx_block *block = make_block(ctx, 37);
+  tcx_tcorex_options options;
+  tcx_tcorex_result fits[3];
+  const int64_t init_iterations[3] = {0, 8, 2};
+
+  (void)state;
+  for (int k = 0; k < 3; k++) {
+    base_options(&options);
+    options.max_iter = 8;
+    options.reanneal = 0;
+    options.init_max_iter = init_iterations[k];
+    assert_int_equal(tcx_tcorex_fit(ctx, &options, block, NULL, &fits[k]),
+                     TCX_OK);
+  }
+  assert_true(tcx_test_all_ok(weight_difference(&fits[0], &fits[1]) == 0.0,
+                              "init_max_iter 0 differs from max_iter"));
+  assert_true(tcx_test_all_ok(weight_difference(&fits[0], &fits[2]) > 1e-6,
+                              "init_max_iter 2 gives the same weights as 8"));
+  for (int k = 0; k < 3; k++)
+    tcx_tcorex_result_free(&fits[k]);
+  options.init_max_iter = -1;
+  assert_int_equal(tcx_tcorex_fit(ctx, &options, block, NULL, &fits[0]),
+                   TCX_ERR_USAGE);
+  tcx_tcorex_result_free(&fits[0]);
+  tcx_block_destroy(&block);
+}
+
 int main(int argc, char **argv)
 {
   const struct CMUnitTest tests[] = {
@@ -304,6 +348,7 @@ int main(int argc, char **argv)
       cmocka_unit_test(single_precision_close_to_double),
       cmocka_unit_test(partial_windows_not_batched),
       cmocka_unit_test(reanneal_sets_stage_count),
+      cmocka_unit_test(init_max_iter_sets_linear_fit),
   };
 
   return tcx_test_run(argc, argv, "tcorex_products", tests,

@@ -74,11 +74,14 @@ typedef struct tcx_tcorex_options {
                             is divided by nt p */
   uint64_t seed;         /* random initial weights, and the linear CorEx fit */
   tcx_tcorex_precision precision;
+  int64_t init_max_iter; /* iterations per annealing stage of the linear
+                            CorEx initialisation; 0: max_iter */
 } tcx_tcorex_options;
 
 /* Sets the published defaults: 10 factors, gamma 0.5, l1 = l2 = 0, reg W,
  * unweighted objective, max_samples 2^30 (whole series), max_iter 1000, tol
- * 1e-5, anneal on, init LINEAR, Adam with learning rate 1e-3, seed 0. Not
+ * 1e-5, anneal and reanneal on, init LINEAR with max_iter iterations per
+ * stage, Adam with learning rate 1e-3, seed 0, double precision. Not
  * collective. */
 void tcx_tcorex_options_default(tcx_tcorex_options *options);
 

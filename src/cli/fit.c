@@ -93,6 +93,10 @@ static const tcx_option_spec fit_options[] = {
      "T-CorEx: after the annealed linear CorEx initialisation, run only the "
      "final stage at noise level 0",
      0, 0, 0, 0, NULL, 0},
+    {"--init-max-iter", TCX_OPT_INT, FIT_FIELD(init_max_iter), "K",
+     "T-CorEx: iterations per annealing stage of the linear CorEx "
+     "initialisation (default: --max-iter)",
+     1, 1e12, 0, 0, NULL, 0},
     {"--precision", TCX_OPT_CHOICE, FIT_FIELD(precision), "TYPE",
      "T-CorEx: floating-point type of the large matrix products, double or "
      "single (default double)",
@@ -193,13 +197,13 @@ static void warn_unused_tcorex_options(tcx_ctx *ctx, const fit_values *v)
   if (v->l1 > 0 || v->l2 > 0 || v->gamma != 0.5 ||
       strcmp(v->reg_type, "weights") != 0 || v->weighted_objective ||
       v->max_samples > 0 || v->no_init || strcmp(v->optimizer, "adam") != 0 ||
-      !isnan(v->learning_rate) || v->no_reanneal ||
+      !isnan(v->learning_rate) || v->no_reanneal || v->init_max_iter > 0 ||
       strcmp(v->precision, "double") != 0)
     tcx_log(ctx, TCX_LOG_WARNING,
             "tcorex: warning: fitting linear CorEx (one period), so --l1, "
             "--l2, --gamma, --reg-type, --weighted-objective, --max-samples, "
-            "--no-init, --optimizer, --learning-rate, --no-reanneal and "
-            "--precision have no effect");
+            "--no-init, --optimizer, --learning-rate, --no-reanneal, "
+            "--init-max-iter and --precision have no effect");
 }
 
 static int run_fit(tcx_ctx *ctx, void *values)

@@ -31,6 +31,7 @@ static int to_tcorex_options(const fit_values *v, tcx_tcorex_options *options)
   if (!isnan(v->learning_rate))
     options->learning_rate = v->learning_rate;
   options->reanneal = !v->no_reanneal;
+  options->init_max_iter = v->init_max_iter;
   options->precision = strcmp(v->precision, "single") == 0
                            ? TCX_TCOREX_SINGLE
                            : TCX_TCOREX_DOUBLE;
@@ -92,6 +93,10 @@ static int set_tcorex_attributes(tcx_ctx *ctx, const fit_values *v,
   TCX_TRY(tcx_model_set_double(ctx, model, "learning_rate",
                                options->learning_rate));
   TCX_TRY(tcx_model_set_int(ctx, model, "reanneal", options->reanneal));
+  TCX_TRY(tcx_model_set_int(ctx, model, "init_max_iter",
+                            options->init_max_iter > 0
+                                ? options->init_max_iter
+                                : options->max_iter));
   TCX_TRY(tcx_model_set_string(ctx, model, "precision", v->precision));
 
 cleanup:
