@@ -3,7 +3,7 @@
  * NLL next to the true covariance's. Prints a table; asserts nothing.
  *
  * Usage: mpirun -n N tcorex_bench_tcorex [--iterations 100]
- *          [--init-iterations K] [--tol E]
+ *          [--init-iterations K] [--tol E] [--window L]
  *          [--no-anneal] [--no-reanneal] [--single] [--fista] [--verbose]
  *          P [P ...]
  * Settings: nt = 10 periods of 16 samples, m = min(p / 16, 64), l1 = 0.1,
@@ -69,6 +69,7 @@ cleanup:
 typedef struct bench_settings {
   int64_t iterations; /* max_iter, optimiser steps per annealing stage */
   double tol;         /* plateau tolerance of the stopping rule */
+  int64_t window;     /* steps per window of the stopping rule */
   int anneal;
   int reanneal;
   int64_t init_iterations; /* init_max_iter, 0: iterations */
@@ -133,6 +134,7 @@ static int bench_one(tcx_ctx *ctx, int64_t p, const bench_settings *settings)
   options.gamma = 0.8;
   options.max_iter = settings->iterations;
   options.tol = settings->tol;
+  options.stopping_window = settings->window;
   options.anneal = settings->anneal;
   options.optimizer = settings->optimizer;
   options.reanneal = settings->reanneal;
@@ -182,7 +184,7 @@ cleanup:
 int main(int argc, char **argv)
 {
   tcx_ctx *ctx = NULL;
-  bench_settings settings = {100, 1e-5, 1, 1, 0, TCX_TCOREX_ADAM,
+  bench_settings settings = {100, 1e-5, 50, 1, 1, 0, TCX_TCOREX_ADAM,
                              TCX_TCOREX_DOUBLE};
   int rc = TCX_OK;
 
@@ -199,6 +201,8 @@ int main(int argc, char **argv)
       settings.iterations = atoll(argv[++k]);
     else if (strcmp(argv[k], "--init-iterations") == 0 && k + 1 < argc)
       settings.init_iterations = atoll(argv[++k]);
+    else if (strcmp(argv[k], "--window") == 0 && k + 1 < argc)
+      settings.window = atoll(argv[++k]);
     else if (strcmp(argv[k], "--tol") == 0 && k + 1 < argc)
       settings.tol = atof(argv[++k]);
     else if (strcmp(argv[k], "--no-anneal") == 0)

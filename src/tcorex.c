@@ -24,6 +24,7 @@ void tcx_tcorex_options_default(tcx_tcorex_options *options)
   options->max_samples = INT64_C(1) << 30;
   options->max_iter = 1000;
   options->tol = 1e-5;
+  options->stopping_window = 50;
   options->anneal = 1;
   options->reanneal = 1;
   options->init = TCX_TCOREX_INIT_LINEAR;
@@ -70,6 +71,12 @@ int tcx_tcorex_check_options(tcx_ctx *ctx, const tcx_tcorex_options *options)
   TCX_CHECK(options->init_max_iter >= 0, ctx, TCX_ERR_USAGE,
             "invalid init_max_iter %lld: it must be >= 0 (0: max_iter)",
             (long long)options->init_max_iter);
+  TCX_CHECK(options->stopping_window >= 1 &&
+                options->stopping_window <= TCX_TCOREX_MAX_STOPPING_WINDOW,
+            ctx, TCX_ERR_USAGE,
+            "invalid stopping_window %lld: it must be in 1..%d",
+            (long long)options->stopping_window,
+            TCX_TCOREX_MAX_STOPPING_WINDOW);
   TCX_CHECK(options->tol >= 0.0, ctx, TCX_ERR_USAGE,
             "invalid tol %g: it must be >= 0", options->tol);
   TCX_CHECK(options->learning_rate > 0.0 && isfinite(options->learning_rate),

@@ -12,8 +12,9 @@
  * [1e-8, 1 - 1e-8] or [1e-8, 1], and the residual variance to >= 1e-8. */
 #define TCX_TCOREX_CLAMP 1e-8
 
-/* Number of steps in each of the two windows of the plateau stopping rule. */
-#define TCX_TCOREX_STOPPING_WINDOW 50
+/* Largest number of steps in each of the two windows of the plateau
+ * stopping rule (options.stopping_window). */
+#define TCX_TCOREX_MAX_STOPPING_WINDOW 50
 
 /* Validates options. Not collective: ranks with the same options get the
  * same status. */

@@ -1,6 +1,7 @@
-/* T-CorEx large products: the batched GEMMs over all periods against one
- * GEMM per window, single against double precision, and the schedule that
- * skips the T-CorEx annealing stages after an annealed linear CorEx start.
+/* T-CorEx speed options: the batched GEMMs over all periods against one
+ * GEMM per window, single against double precision, the schedule that skips
+ * the T-CorEx annealing stages after an annealed linear CorEx start, the
+ * length of that start and the window of the stopping rule.
  * Data: 4 periods of 5, 9, 6 and 8 rows, p = 37 or 701 variables, m = 3
  * factors, whole-series windows. */
 #include <math.h>
@@ -297,6 +298,47 @@ static void reanneal_sets_stage_count(void **state)
   check_schedule(0, 6, 6);
 }
 
+/* With tol 1 the plateau rule holds as soon as it can be evaluated, after
+ * two windows of stopping_window steps; windows outside 1..50 are
+ * invalid. */
+static void stopping_window_sets_first_stop(void **state)
+{
+  const int64_t windows[3] = {1, 3, 50};
+  tcx_ctx *ctx = tcx_test_ctx();
+  tcx_block *block = make_block(ctx, 37);
+  tcx_tcorex_options options;
+  tcx_tcorex_result result = {0};
+
+  (void)state;
+  for (int k = 0; k < 3; k++) {
+    char label[96];
+
+    base_options(&options);
+    options.init = TCX_TCOREX_INIT_RANDOM;
+    options.anneal = 0;
+    options.max_iter = 1000;
+    options.tol = 1.0;
+    options.stopping_window = windows[k];
+    assert_int_equal(tcx_tcorex_fit(ctx, &options, block, NULL, &result),
+                     TCX_OK);
+    snprintf(label, sizeof(label), "window %lld: %lld steps",
+             (long long)windows[k], (long long)result.iterations);
+    assert_true(
+        tcx_test_all_ok(result.iterations == 2 * windows[k], label));
+    assert_true(tcx_test_all_ok(result.converged == 1, label));
+    tcx_tcorex_result_free(&result);
+  }
+  options.stopping_window = 0;
+  assert_int_equal(tcx_tcorex_fit(ctx, &options, block, NULL, &result),
+                   TCX_ERR_USAGE);
+  tcx_tcorex_result_free(&result);
+  options.stopping_window = 51;
+  assert_int_equal(tcx_tcorex_fit(ctx, &options, block, NULL, &result),
+                   TCX_ERR_USAGE);
+  tcx_tcorex_result_free(&result);
+  tcx_block_destroy(&block);
+}
+
 /* Returns the largest |weights of a - weights of b| over all ranks. */
 static double weight_difference(const tcx_tcorex_result *a,
                                 const tcx_tcorex_result *b)
@@ -349,6 +391,7 @@ int main(int argc, char **argv)
       cmocka_unit_test(partial_windows_not_batched),
       cmocka_unit_test(reanneal_sets_stage_count),
       cmocka_unit_test(init_max_iter_sets_linear_fit),
+      cmocka_unit_test(stopping_window_sets_first_stop),
   };
 
   return tcx_test_run(argc, argv, "tcorex_products", tests,

@@ -61,7 +61,10 @@ typedef struct tcx_tcorex_options {
                             rows */
   int64_t max_iter;      /* optimiser steps per annealing stage, >= 1 */
   double tol;            /* stage ends when the relative change of the mean
-                            objective over two windows of 50 steps < tol */
+                            objective over two windows of stopping_window
+                            steps < tol */
+  int64_t stopping_window; /* steps per window of the stopping rule, in
+                              1 .. 50; the rule can fire after 2 windows */
   int anneal;            /* nonzero: noise eps = 0.6^k, k = 1..6, then 0 */
   int reanneal;          /* with anneal and init LINEAR: nonzero runs the
                             T-CorEx annealing stages again after the annealed
@@ -80,7 +83,7 @@ typedef struct tcx_tcorex_options {
 
 /* Sets the published defaults: 10 factors, gamma 0.5, l1 = l2 = 0, reg W,
  * unweighted objective, max_samples 2^30 (whole series), max_iter 1000, tol
- * 1e-5, anneal and reanneal on, init LINEAR with max_iter iterations per
+ * 1e-5 over windows of 50 steps, anneal and reanneal on, init LINEAR with max_iter iterations per
  * stage, Adam with learning rate 1e-3, seed 0, double precision. Not
  * collective. */
 void tcx_tcorex_options_default(tcx_tcorex_options *options);

@@ -93,6 +93,10 @@ static const tcx_option_spec fit_options[] = {
      "T-CorEx: after the annealed linear CorEx initialisation, run only the "
      "final stage at noise level 0",
      0, 0, 0, 0, NULL, 0},
+    {"--stopping-window", TCX_OPT_INT, FIT_FIELD(stopping_window), "L",
+     "T-CorEx: steps per window of the --tol rule, which compares the mean "
+     "objective of the last two windows, 1 <= L <= 50 (default 50)",
+     1, 50, 0, 0, NULL, 0},
     {"--init-max-iter", TCX_OPT_INT, FIT_FIELD(init_max_iter), "K",
      "T-CorEx: iterations per annealing stage of the linear CorEx "
      "initialisation (default: --max-iter)",
@@ -198,12 +202,14 @@ static void warn_unused_tcorex_options(tcx_ctx *ctx, const fit_values *v)
       strcmp(v->reg_type, "weights") != 0 || v->weighted_objective ||
       v->max_samples > 0 || v->no_init || strcmp(v->optimizer, "adam") != 0 ||
       !isnan(v->learning_rate) || v->no_reanneal || v->init_max_iter > 0 ||
+      v->stopping_window > 0 ||
       strcmp(v->precision, "double") != 0)
     tcx_log(ctx, TCX_LOG_WARNING,
             "tcorex: warning: fitting linear CorEx (one period), so --l1, "
             "--l2, --gamma, --reg-type, --weighted-objective, --max-samples, "
             "--no-init, --optimizer, --learning-rate, --no-reanneal, "
-            "--init-max-iter and --precision have no effect");
+            "--stopping-window, --init-max-iter and --precision have no "
+            "effect");
 }
 
 static int run_fit(tcx_ctx *ctx, void *values)

@@ -31,6 +31,7 @@ typedef struct fit_values {
   const char *optimizer;
   double learning_rate;
   int no_reanneal;
+  int64_t stopping_window; /* 0: the default */
   int64_t init_max_iter; /* 0: --max-iter */
   const char *precision; /* double or single */
 } fit_values;

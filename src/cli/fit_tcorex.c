@@ -32,6 +32,8 @@ static int to_tcorex_options(const fit_values *v, tcx_tcorex_options *options)
     options->learning_rate = v->learning_rate;
   options->reanneal = !v->no_reanneal;
   options->init_max_iter = v->init_max_iter;
+  if (v->stopping_window > 0)
+    options->stopping_window = v->stopping_window;
   options->precision = strcmp(v->precision, "single") == 0
                            ? TCX_TCOREX_SINGLE
                            : TCX_TCOREX_DOUBLE;
@@ -93,6 +95,8 @@ static int set_tcorex_attributes(tcx_ctx *ctx, const fit_values *v,
   TCX_TRY(tcx_model_set_double(ctx, model, "learning_rate",
                                options->learning_rate));
   TCX_TRY(tcx_model_set_int(ctx, model, "reanneal", options->reanneal));
+  TCX_TRY(tcx_model_set_int(ctx, model, "stopping_window",
+                            options->stopping_window));
   TCX_TRY(tcx_model_set_int(ctx, model, "init_max_iter",
                             options->init_max_iter > 0
                                 ? options->init_max_iter
