@@ -23,8 +23,10 @@ void tcx_tcorex_options_default(tcx_tcorex_options *options)
   options->weighted_objective = 0;
   options->max_samples = INT64_C(1) << 30;
   options->max_iter = 1000;
-  options->tol = 1e-5;
-  options->stopping_window = 50;
+  /* Windows of 10 steps let the rule end the annealing stages of the
+   * published schedule once they level off (docs/TCOREX.md). */
+  options->tol = 1e-4;
+  options->stopping_window = 10;
   options->anneal = 1;
   options->reanneal = 1;
   options->init = TCX_TCOREX_INIT_LINEAR;

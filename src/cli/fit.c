@@ -33,7 +33,8 @@ static const tcx_option_spec fit_options[] = {
      "CorEx, 1000 for T-CorEx)",
      1, 1e12, 0, 0, NULL, 0},
     {"--tol", TCX_OPT_DOUBLE, FIT_FIELD(tol), "E",
-     "stop a stage when the objective changes by less than E (default 1e-5)",
+     "stop a stage when the objective changes by less than E (default "
+     "1e-5; T-CorEx: relative change of the windowed mean, default 1e-4)",
      0, INFINITY, 1, 0, NULL, 0},
     {"--no-anneal", TCX_OPT_FLAG, FIT_FIELD(no_anneal), NULL,
      "fit at noise level 0 only, without the annealing stages", 0, 0, 0, 0,
@@ -95,7 +96,7 @@ static const tcx_option_spec fit_options[] = {
      0, 0, 0, 0, NULL, 0},
     {"--stopping-window", TCX_OPT_INT, FIT_FIELD(stopping_window), "L",
      "T-CorEx: steps per window of the --tol rule, which compares the mean "
-     "objective of the last two windows, 1 <= L <= 50 (default 50)",
+     "objective of the last two windows, 1 <= L <= 50 (default 10)",
      1, 50, 0, 0, NULL, 0},
     {"--init-max-iter", TCX_OPT_INT, FIT_FIELD(init_max_iter), "K",
      "T-CorEx: iterations per annealing stage of the linear CorEx "
