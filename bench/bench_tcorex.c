@@ -6,6 +6,9 @@
  *          [--init-iterations K] [--tol E] [--window L]
  *          [--no-anneal] [--no-reanneal] [--single] [--fista] [--verbose]
  *          P [P ...]
+ *        mpirun -n N tcorex_bench_tcorex --evaluations P
+ * The second form times single evaluations with gradient: double and single
+ * precision, batched GEMMs and one GEMM per window.
  * Settings: nt = 10 periods of 16 samples, m = min(p / 16, 64), l1 = 0.1,
  * gamma = 0.8, annealing on, initialised from linear CorEx, 500 test rows
  * per period. The flags change the fit options of the P that follow them.
@@ -23,6 +26,9 @@
 #include "tcorex/lowrank.h"
 #include "tcorex/simulate.h"
 #include "tcorex/tcorex.h"
+
+/* The evaluation timings switch the batching of a plan. */
+#include "../src/tcorex_internal.h"
 
 /* Mean over periods of the test NLL under covariances given per period as
  * factors F_t [m, n_local] and standard deviations. */
@@ -181,21 +187,102 @@ cleanup:
   return rc;
 }
 
+/* Times evaluations of the objective with gradient at eps = 0 on the
+ * benchmark's training data, for double and single precision, batched and
+ * per window. Weights are small deterministic values, the same for every
+ * rank count. */
+static int bench_evaluations(tcx_ctx *ctx, int64_t p, int64_t repeats)
+{
+  const int size = tcx_ctx_size(ctx), rank = tcx_ctx_rank(ctx);
+  const int64_t m = p / 16 < 1 ? 1 : (p / 16 > 64 ? 64 : p / 16);
+  tcx_simulate_options sim;
+  tcx_tcorex_options options;
+  tcx_block *train = NULL, *x = NULL;
+  tcx_tcorex_plan *plan = NULL;
+  double *weights = NULL, *gradient = NULL, *mean = NULL, *std = NULL;
+  int64_t col_begin = 0, n_local = 0;
+  tcx_tcorex_value value;
+  int rc = TCX_OK;
+
+  tcx_simulate_options_default(&sim);
+  sim.n_vars = p;
+  sim.n_factors = m;
+  sim.n_periods = 10;
+  sim.train_rows = 16;
+  TCX_TRY(tcx_partition(ctx, p, size, rank, &col_begin, &n_local));
+  TCX_TRY(tcx_simulate_block(ctx, &sim, TCX_SIMULATE_TRAIN, col_begin,
+                             n_local, &train));
+  tcx_tcorex_options_default(&options);
+  options.n_factors = m;
+  options.l1 = 0.1;
+  options.gamma = 0.8;
+  TCX_TRY(tcx_calloc(ctx, 10 * m * n_local, sizeof(double), "weights",
+                     &weights));
+  TCX_TRY(tcx_calloc(ctx, 10 * m * n_local, sizeof(double), "gradient",
+                     &gradient));
+  TCX_TRY(tcx_calloc(ctx, 10 * n_local, sizeof(double), "priors", &mean));
+  TCX_TRY(tcx_calloc(ctx, 10 * n_local, sizeof(double), "priors", &std));
+  for (int t = 0; t < 10; t++)
+    for (int64_t j = 0; j < m; j++)
+      for (int64_t i = 0; i < n_local; i++)
+        weights[(t * m + j) * n_local + i] =
+            sin(0.37 * (double)(col_begin + i) + 1.3 * (double)j + 0.1 * t) /
+            sqrt((double)p);
+  TCX_TRY(tcx_tcorex_standardize(ctx, &options, train, mean, std, &x));
+
+  for (int single = 0; single <= 1; single++)
+    for (int batched = 1; batched >= 0; batched--) {
+      double start, seconds, cpu, cpu_max = 0.0, flops;
+
+      options.precision = single ? TCX_TCOREX_SINGLE : TCX_TCOREX_DOUBLE;
+      TCX_TRY(tcx_tcorex_plan_create(ctx, &options, x, &plan));
+      TCX_TRY(tcx_tcorex_plan_set_batched(ctx, plan, batched));
+      TCX_TRY(tcx_tcorex_evaluate(ctx, plan, 0.0, weights,
+                                  TCX_TCOREX_EVAL_GRADIENT, NULL, 0, NULL,
+                                  &value, gradient));
+      MPI_Barrier(tcx_ctx_comm(ctx));
+      start = MPI_Wtime();
+      cpu = cpu_seconds();
+      for (int64_t k = 0; k < repeats; k++)
+        TCX_TRY(tcx_tcorex_evaluate(ctx, plan, 0.0, weights,
+                                    TCX_TCOREX_EVAL_GRADIENT, NULL, 0, NULL,
+                                    &value, gradient));
+      seconds = (MPI_Wtime() - start) / (double)repeats;
+      cpu = (cpu_seconds() - cpu) / (double)repeats;
+      TCX_TRY_MPI(ctx, MPI_Reduce(&cpu, &cpu_max, 1, MPI_DOUBLE, MPI_MAX, 0,
+                                  tcx_ctx_comm(ctx)));
+      flops = 8.0 * 10 * 160 * (double)p * (double)m +
+              6.0 * 10 * (double)p * (double)m * (double)m;
+      if (rank == 0)
+        printf("%7lld %5d %4lld %9s %8s %10.5f %10.5f %9.2f %14.10f\n",
+               (long long)p, size, (long long)m, single ? "single" : "double",
+               batched ? "yes" : "no", seconds, cpu_max, flops / seconds / 1e9,
+               value.main + value.reg_l1 + value.reg_l2);
+      tcx_tcorex_plan_destroy(&plan);
+    }
+
+cleanup:
+  tcx_tcorex_plan_destroy(&plan);
+  tcx_block_destroy(&train);
+  tcx_block_destroy(&x);
+  free(weights);
+  free(gradient);
+  free(mean);
+  free(std);
+  return rc;
+}
+
 int main(int argc, char **argv)
 {
   tcx_ctx *ctx = NULL;
   bench_settings settings = {100, 1e-5, 50, 1, 1, 0, TCX_TCOREX_ADAM,
                              TCX_TCOREX_DOUBLE};
-  int rc = TCX_OK;
+  int fit_header = 0, rc = TCX_OK;
 
   MPI_Init(&argc, &argv);
   if (tcx_ctx_create(MPI_COMM_WORLD, &ctx) != TCX_OK)
     MPI_Abort(MPI_COMM_WORLD, 1);
   tcx_ctx_set_log_level(ctx, TCX_LOG_ERROR);
-  if (tcx_ctx_rank(ctx) == 0)
-    printf("%7s %5s %4s %6s %9s %9s %9s %9s %9s %9s %9s %9s\n", "p",
-           "ranks", "m", "steps", "fit s", "CPU s", "init s", "s/step",
-           "GFLOP/s", "test NLL", "truth", "peak MiB");
   for (int k = 1; k < argc && rc == TCX_OK; k++) {
     if (strcmp(argv[k], "--iterations") == 0 && k + 1 < argc)
       settings.iterations = atoll(argv[++k]);
@@ -213,10 +300,22 @@ int main(int argc, char **argv)
       settings.precision = TCX_TCOREX_SINGLE;
     else if (strcmp(argv[k], "--fista") == 0)
       settings.optimizer = TCX_TCOREX_FISTA;
-    else if (strcmp(argv[k], "--verbose") == 0)
+    else if (strcmp(argv[k], "--evaluations") == 0 && k + 1 < argc) {
+      if (tcx_ctx_rank(ctx) == 0)
+        printf("%7s %5s %4s %9s %8s %10s %10s %9s %14s\n", "p", "ranks", "m",
+               "precision", "batched", "s/eval", "CPU s/eval", "GFLOP/s",
+               "objective");
+      rc = bench_evaluations(ctx, atoll(argv[++k]), 10);
+    } else if (strcmp(argv[k], "--verbose") == 0)
       tcx_ctx_set_log_level(ctx, TCX_LOG_PROGRESS);
-    else
+    else {
+      if (!fit_header && tcx_ctx_rank(ctx) == 0)
+        printf("%7s %5s %4s %6s %9s %9s %9s %9s %9s %9s %9s %9s\n", "p",
+               "ranks", "m", "steps", "fit s", "CPU s", "init s", "s/step",
+               "GFLOP/s", "test NLL", "truth", "peak MiB");
+      fit_header = 1;
       rc = bench_one(ctx, atoll(argv[k]), &settings);
+    }
   }
   if (rc != TCX_OK && tcx_ctx_rank(ctx) == 0)
     fprintf(stderr, "tcorex_bench_tcorex: error: %s\n", tcx_ctx_message(ctx));

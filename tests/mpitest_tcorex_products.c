@@ -1,7 +1,8 @@
-/* T-CorEx speed options: the batched GEMMs over all periods against one
- * GEMM per window, single against double precision, the schedule that skips
- * the T-CorEx annealing stages after an annealed linear CorEx start, the
- * length of that start and the window of the stopping rule.
+/* T-CorEx speed options. The batched GEMMs over all periods are compared
+ * with one GEMM per window, and single with double precision. The schedule
+ * that skips the T-CorEx annealing stages after an annealed linear CorEx
+ * start, the length of that start and the window of the stopping rule are
+ * checked by their step counts.
  * Data: 4 periods of 5, 9, 6 and 8 rows, p = 37 or 701 variables, m = 3
  * factors, whole-series windows. */
 #include <math.h>
@@ -24,7 +25,7 @@ static const int64_t period_begin[NT + 1] = {0, 5, 14, 20, 28};
 
 /* Fills this rank's columns of a [N_ROWS, p] data set from a 3-factor model
  * whose loadings, means and scales change over time. Column i depends on i
- * only, so every rank count sees the same data. */
+ * only, so every rank count gets the same data. */
 static tcx_block *make_block(tcx_ctx *ctx, int64_t p)
 {
   double *z = malloc(sizeof(double) * N_ROWS * M);
@@ -146,10 +147,10 @@ static double gradient_difference(const evaluation *a, const evaluation *b,
 }
 
 /* Compares a plan in the given precision and batching with the double
- * per-window plan over regularisers, objective variants and noise levels;
- * value_tol and gradient_tol bound the relative differences, and
- * min_difference is a gradient difference that must be exceeded (-1: none),
- * which shows that the rounding under test happened. */
+ * per-window plan over regularisers, objective variants and noise levels.
+ * value_tol and gradient_tol bound the relative differences. The gradient
+ * difference must exceed min_difference (-1: no lower bound), which shows
+ * that the rounding under test happened. */
 static void compare_plans(int64_t p, tcx_tcorex_precision type, int batched,
                           double value_tol, double gradient_tol,
                           double min_difference)
@@ -298,7 +299,7 @@ static void reanneal_sets_stage_count(void **state)
   check_schedule(0, 6, 6);
 }
 
-/* With tol 1 the plateau rule holds as soon as it can be evaluated, after
+/* With tol 1 the plateau rule fires as soon as it can be evaluated, after
  * two windows of stopping_window steps; windows outside 1..50 are
  * invalid. */
 static void stopping_window_sets_first_stop(void **state)
