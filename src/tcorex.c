@@ -24,12 +24,18 @@ void tcx_tcorex_options_default(tcx_tcorex_options *options)
   options->weighted_objective = 0;
   options->max_samples = INT64_C(1) << 30;
   options->max_iter = 1000;
-  options->tol = 1e-5;
+  /* Windows of 10 steps let the rule end the annealing stages of the
+   * published schedule once they level off (docs/TCOREX.md). */
+  options->tol = 1e-4;
+  options->stopping_window = 10;
   options->anneal = 1;
+  options->reanneal = 1;
   options->init = TCX_TCOREX_INIT_LINEAR;
   options->optimizer = TCX_TCOREX_ADAM;
   options->learning_rate = 1e-3;
   options->seed = 0;
+  options->precision = TCX_TCOREX_DOUBLE;
+  options->init_max_iter = 0;
 }
 
 int tcx_tcorex_check_options(tcx_ctx *ctx, const tcx_tcorex_options *options)
@@ -65,6 +71,15 @@ int tcx_tcorex_check_options(tcx_ctx *ctx, const tcx_tcorex_options *options)
   TCX_CHECK(options->max_iter >= 1, ctx, TCX_ERR_USAGE,
             "invalid max_iter %lld: it must be at least 1",
             (long long)options->max_iter);
+  TCX_CHECK(options->init_max_iter >= 0, ctx, TCX_ERR_USAGE,
+            "invalid init_max_iter %lld: it must be >= 0 (0: max_iter)",
+            (long long)options->init_max_iter);
+  TCX_CHECK(options->stopping_window >= 1 &&
+                options->stopping_window <= TCX_TCOREX_MAX_STOPPING_WINDOW,
+            ctx, TCX_ERR_USAGE,
+            "invalid stopping_window %lld: it must be in 1..%d",
+            (long long)options->stopping_window,
+            TCX_TCOREX_MAX_STOPPING_WINDOW);
   TCX_CHECK(options->tol >= 0.0, ctx, TCX_ERR_USAGE,
             "invalid tol %g: it must be >= 0", options->tol);
   TCX_CHECK(options->learning_rate > 0.0 && isfinite(options->learning_rate),
@@ -85,6 +100,10 @@ int tcx_tcorex_check_options(tcx_ctx *ctx, const tcx_tcorex_options *options)
             ctx, TCX_ERR_UNSUPPORTED,
             "FISTA's proximal step handles the L1 penalty of reg_type W "
             "only; use Adam, or l1 = 0, for reg_type MI or Sigma");
+  TCX_CHECK(options->precision == TCX_TCOREX_DOUBLE ||
+                options->precision == TCX_TCOREX_SINGLE,
+            ctx, TCX_ERR_USAGE, "invalid precision %d",
+            (int)options->precision);
 
 cleanup:
   return rc;
@@ -158,7 +177,8 @@ static void init_random(const tcx_tcorex_options *options,
       }
 }
 
-/* Fits linear CorEx with the same m, max_iter, annealing and seed to the
+/* Fits linear CorEx with the same m, annealing and seed, and init_max_iter
+ * (or max_iter) iterations per stage, to the
  * rows of all periods pooled and standardised again as one sample, and
  * copies its weights W = U / sqrt(1 - u) to every period. Collective. */
 static int init_linear(tcx_ctx *ctx, const tcx_tcorex_options *options,
@@ -188,7 +208,8 @@ static int init_linear(tcx_ctx *ctx, const tcx_tcorex_options *options,
 
   tcx_corex_options_default(&linear_options);
   linear_options.n_factors = options->n_factors;
-  linear_options.max_iter = options->max_iter;
+  linear_options.max_iter =
+      options->init_max_iter > 0 ? options->init_max_iter : options->max_iter;
   linear_options.anneal = options->anneal;
   linear_options.seed = options->seed;
   linear_options.checkpoint = options->checkpoint;
@@ -260,6 +281,7 @@ int tcx_tcorex_fit(tcx_ctx *ctx, const tcx_tcorex_options *options,
 {
   tcx_block *x = NULL;
   tcx_tcorex_plan *plan = NULL;
+  tcx_tcorex_options schedule;
   double start = tcx_time();
   int began = 0, rc;
 
@@ -282,7 +304,14 @@ int tcx_tcorex_fit(tcx_ctx *ctx, const tcx_tcorex_options *options,
   if (!tcx_tcorex_checkpoint_pending(options))
     TCX_TRY(init_weights_all(ctx, options, x, init_weights,
                              result->weights));
-  TCX_TRY(tcx_tcorex_optimize(ctx, options, plan, result->weights, result));
+  result->init_seconds = tcx_time() - start;
+
+  /* The linear CorEx initialisation has been annealed already. */
+  schedule = *options;
+  if (options->init == TCX_TCOREX_INIT_LINEAR && !options->reanneal)
+    schedule.anneal = 0;
+  TCX_TRY(tcx_tcorex_optimize(ctx, &schedule, plan, result->weights, result));
+  result->optimize_seconds = tcx_time() - start - result->init_seconds;
   TCX_TRY(tcx_tcorex_outputs(ctx, plan, result->weights, result));
   TCX_TRY(tcx_tcorex_evaluate(ctx, plan, 0.0, result->weights,
                               TCX_TCOREX_EVAL_VALUE, NULL, 0, NULL,

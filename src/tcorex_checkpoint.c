@@ -82,13 +82,16 @@ int tcx_tcorex_checkpoint_begin(tcx_ctx *ctx,
            "factors=%lld\ngamma=%s\nl1=%s\nl2=%s\nreg_type=%d\n"
            "weighted_objective=%d\nmax_samples=%lld\nmax_iter=%lld\n"
            "tol=%s\nanneal=%d\ninit=%d\noptimizer=%d\nlearning_rate=%s\n"
-           "seed=%llu\n",
+           "seed=%llu\nreanneal=%d\nstopping_window=%lld\n"
+           "init_max_iter=%lld\nprecision=%d\n",
            (long long)plan->n_rows, (long long)plan->n_vars, plan->nt,
            (long long)options->n_factors, gamma, l1, l2,
            (int)options->reg_type, options->weighted_objective,
            (long long)options->max_samples, (long long)options->max_iter, tol,
            options->anneal, (int)options->init, (int)options->optimizer, rate,
-           (unsigned long long)options->seed);
+           (unsigned long long)options->seed, options->reanneal,
+           (long long)options->stopping_window,
+           (long long)options->init_max_iter, (int)options->precision);
   return tcx_checkpoint_begin_fit(ctx, options->checkpoint, signature);
 }
 

@@ -12,8 +12,9 @@
  * [1e-8, 1 - 1e-8] or [1e-8, 1], and the residual variance to >= 1e-8. */
 #define TCX_TCOREX_CLAMP 1e-8
 
-/* Number of steps in each of the two windows of the plateau stopping rule. */
-#define TCX_TCOREX_STOPPING_WINDOW 50
+/* Largest number of steps in each of the two windows of the plateau
+ * stopping rule (options.stopping_window). */
+#define TCX_TCOREX_MAX_STOPPING_WINDOW 50
 
 /* Validates options. Not collective: ranks with the same options get the
  * same status. */
@@ -47,6 +48,14 @@ typedef struct tcx_tcorex_plan {
   tcx_tcorex_reg reg_type;
   int weighted;
   int full_windows;        /* every objective window is the whole series */
+  int batched;             /* the nt windows' products are single GEMMs
+                              (full_windows only; see
+                              tcx_tcorex_plan_set_batched()) */
+  int single;              /* precision SINGLE: the four large products use
+                              sgemm on x32 */
+  float *x32;              /* [n_rows, n_local] x rounded to float, or NULL */
+  float *factors32;        /* [nt, m, n_local] float work space, or NULL */
+  float *y32;              /* y_count floats of work space, or NULL */
   int *window_first;       /* [nt] first period of t's objective window */
   int *window_last;        /* [nt] last period of t's objective window */
   double *period_weight;   /* [nt, nt] weight c of one row of period s in
@@ -88,6 +97,14 @@ typedef struct tcx_tcorex_plan {
 int tcx_tcorex_plan_create(tcx_ctx *ctx, const tcx_tcorex_options *options,
                            const tcx_block *x, tcx_tcorex_plan **plan);
 void tcx_tcorex_plan_destroy(tcx_tcorex_plan **plan);
+
+/* Switches the products of a plan between batched GEMMs over all periods
+ * (the default when every window is the whole series) and one GEMM per
+ * window. Both give the same values to rounding; the switch exists so that
+ * tests can compare them. Fails with TCX_ERR_USAGE when batched is nonzero
+ * but some window is not the whole series. Local. */
+int tcx_tcorex_plan_set_batched(tcx_ctx *ctx, tcx_tcorex_plan *plan,
+                                int batched);
 
 /* Evaluates the objective at noise level eps for weights [nt, m, n_local].
  * gradient ([nt, m, n_local]) is written unless mode is VALUE. extra[0 ..

@@ -88,7 +88,36 @@ cleanup:
   return rc;
 }
 
-/* Computes the objective windows, their row weights and layout. */
+/* Sets the layout of the samples x factors buffers. Batched (whole-series
+ * windows only), the nt projections form one N x (nt m) matrix, so that each
+ * large product is one GEMM; otherwise each window's N_t x m block is stored
+ * after the previous one. Both layouts hold y_count values. */
+static void plan_layout(tcx_tcorex_plan *plan, int batched)
+{
+  plan->batched = batched;
+  plan->y_count = 0;
+  for (int t = 0; t < plan->nt; t++) {
+    plan->y_offset[t] = batched ? (int64_t)t * plan->m : plan->y_count;
+    plan->y_count += window_rows(plan, t) * plan->m;
+  }
+  plan->y_ld = batched ? (int64_t)plan->nt * plan->m : plan->m;
+}
+
+int tcx_tcorex_plan_set_batched(tcx_ctx *ctx, tcx_tcorex_plan *plan,
+                                int batched)
+{
+  int rc = TCX_OK;
+
+  TCX_CHECK(!batched || plan->full_windows, ctx, TCX_ERR_USAGE,
+            "the products of partial windows cannot be batched; batch only "
+            "when every window is the whole series");
+  plan_layout(plan, batched);
+
+cleanup:
+  return rc;
+}
+
+/* Computes the objective windows and their row weights. */
 static void plan_windows(const tcx_tcorex_options *options,
                          tcx_tcorex_plan *plan)
 {
@@ -118,18 +147,7 @@ static void plan_windows(const tcx_tcorex_options *options,
       plan->period_weight[t * nt + s] = pow(gamma, abs(s - t)) / total;
   }
 
-  /* With whole-series windows the nt projections form one N x (nt m) GEMM;
-   * otherwise each window's N_t x m block is stored after the previous. */
-  plan->y_count = 0;
-  for (int t = 0; t < nt; t++) {
-    if (plan->full_windows) {
-      plan->y_offset[t] = (int64_t)t * plan->m;
-    } else {
-      plan->y_offset[t] = plan->y_count;
-    }
-    plan->y_count += window_rows(plan, t) * plan->m;
-  }
-  plan->y_ld = plan->full_windows ? (int64_t)nt * plan->m : plan->m;
+  plan_layout(plan, plan->full_windows);
 }
 
 /* Computes the per-column second moments that do not depend on W. */
@@ -204,6 +222,19 @@ int tcx_tcorex_plan_create(tcx_ctx *ctx, const tcx_tcorex_options *options,
                      &p->window_square));
   plan_moments(p);
 
+  if (options->precision == TCX_TCOREX_SINGLE) {
+    const int64_t count = p->n_rows * nl;
+
+    p->single = 1;
+    TCX_TRY(tcx_calloc(ctx, count, sizeof(float), "single-precision data",
+                       &p->x32));
+    for (int64_t k = 0; k < count; k++)
+      p->x32[k] = (float)p->x[k];
+    TCX_TRY(tcx_calloc(ctx, per_period, sizeof(float),
+                       "single-precision factors", &p->factors32));
+    TCX_TRY(tcx_calloc(ctx, p->y_count, sizeof(float),
+                       "single-precision projections", &p->y32));
+  }
   TCX_TRY(tcx_calloc(ctx, p->y_count + nt * m * m, sizeof(double),
                      "projections", &p->reduce1));
   TCX_TRY(tcx_calloc(ctx, p->y_count, sizeof(double), "projections",
@@ -294,6 +325,9 @@ void tcx_tcorex_plan_destroy(tcx_tcorex_plan **plan)
   free(p->vec_root);
   free(p->vec_norm);
   free(p->reduce2);
+  free(p->x32);
+  free(p->factors32);
+  free(p->y32);
   free(p);
   *plan = NULL;
 }
@@ -306,6 +340,97 @@ static void symmetrize_upper(int64_t m, double *a)
       a[j * m + k] = a[k * m + j];
 }
 
+/* Computes this rank's part of X^w_t S_t^T for every t from factors S
+ * [nt, m, n_local] into out, in the layout of Y^w. In single precision the
+ * factors are rounded to float and the float product is widened to double. */
+static void data_times_factors(tcx_tcorex_plan *plan, const double *factors,
+                               double *out)
+{
+  const int64_t m = plan->m, nl = plan->n_local;
+  const int nt = plan->nt;
+
+  if (plan->single) {
+    float *factors32 = plan->factors32, *out32 = plan->y32;
+
+    for (int64_t k = 0; k < nt * m * nl; k++)
+      factors32[k] = (float)factors[k];
+    if (plan->batched) {
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)plan->n_rows,
+                  (int)(nt * m), (int)nl, 1.0f, plan->x32, (int)nl, factors32,
+                  (int)nl, 0.0f, out32, (int)plan->y_ld);
+    } else {
+      for (int t = 0; t < nt; t++)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans,
+                    (int)window_rows(plan, t), (int)m, (int)nl, 1.0f,
+                    plan->x32 + window_row_begin(plan, t) * nl, (int)nl,
+                    factors32 + t * m * nl, (int)nl, 0.0f,
+                    out32 + plan->y_offset[t], (int)m);
+    }
+    for (int64_t k = 0; k < plan->y_count; k++)
+      out[k] = (double)out32[k];
+    return;
+  }
+  if (plan->batched) {
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)plan->n_rows,
+                (int)(nt * m), (int)nl, 1.0, plan->x, (int)nl, factors,
+                (int)nl, 0.0, out, (int)plan->y_ld);
+  } else {
+    for (int t = 0; t < nt; t++)
+      cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans,
+                  (int)window_rows(plan, t), (int)m, (int)nl, 1.0,
+                  plan->x + window_row_begin(plan, t) * nl, (int)nl,
+                  factors + t * m * nl, (int)nl, 0.0, out + plan->y_offset[t],
+                  (int)m);
+  }
+}
+
+/* Computes out_t = alpha A_t^T X^w_t + beta out_t for every t, with A in
+ * the layout of Y^w and out [nt, m, n_local]. out is not read when beta is
+ * 0. In single precision A is rounded to float and the float product is
+ * widened to double before alpha and beta are applied. */
+static void factors_times_data(tcx_tcorex_plan *plan, double alpha,
+                               const double *a, double beta, double *out)
+{
+  const int64_t m = plan->m, nl = plan->n_local, ld = plan->y_ld;
+  const int nt = plan->nt;
+
+  if (plan->single) {
+    float *a32 = plan->y32, *out32 = plan->factors32;
+
+    for (int64_t k = 0; k < plan->y_count; k++)
+      a32[k] = (float)a[k];
+    if (plan->batched) {
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)(nt * m),
+                  (int)nl, (int)plan->n_rows, 1.0f, a32, (int)ld, plan->x32,
+                  (int)nl, 0.0f, out32, (int)nl);
+    } else {
+      for (int t = 0; t < nt; t++)
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)m, (int)nl,
+                    (int)window_rows(plan, t), 1.0f, a32 + plan->y_offset[t],
+                    (int)ld, plan->x32 + window_row_begin(plan, t) * nl,
+                    (int)nl, 0.0f, out32 + t * m * nl, (int)nl);
+    }
+    if (beta == 0.0)
+      for (int64_t k = 0; k < nt * m * nl; k++)
+        out[k] = alpha * (double)out32[k];
+    else
+      for (int64_t k = 0; k < nt * m * nl; k++)
+        out[k] = alpha * (double)out32[k] + beta * out[k];
+    return;
+  }
+  if (plan->batched) {
+    cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)(nt * m),
+                (int)nl, (int)plan->n_rows, alpha, a, (int)ld, plan->x,
+                (int)nl, beta, out, (int)nl);
+  } else {
+    for (int t = 0; t < nt; t++)
+      cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)m, (int)nl,
+                  (int)window_rows(plan, t), alpha, a + plan->y_offset[t],
+                  (int)ld, plan->x + window_row_begin(plan, t) * nl, (int)nl,
+                  beta, out + t * m * nl, (int)nl);
+  }
+}
+
 /* Computes this rank's part of Y^w_t = X^w W_t^T for every t into reduce1,
  * followed by W_t W_t^T when eps > 0. Returns the number of doubles. */
 static int64_t local_projections(tcx_tcorex_plan *plan, double eps,
@@ -315,18 +440,7 @@ static int64_t local_projections(tcx_tcorex_plan *plan, double eps,
   const int nt = plan->nt;
   double *y = plan->reduce1;
 
-  if (plan->full_windows) {
-    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)plan->n_rows,
-                (int)(nt * m), (int)nl, 1.0, plan->x, (int)nl, weights,
-                (int)nl, 0.0, y, (int)plan->y_ld);
-  } else {
-    for (int t = 0; t < nt; t++)
-      cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans,
-                  (int)window_rows(plan, t), (int)m, (int)nl, 1.0,
-                  plan->x + window_row_begin(plan, t) * nl, (int)nl,
-                  weights + t * m * nl, (int)nl, 0.0, y + plan->y_offset[t],
-                  (int)m);
-  }
+  data_times_factors(plan, weights, y);
   if (eps == 0.0)
     return plan->y_count;
   for (int t = 0; t < nt; t++) {
@@ -405,18 +519,7 @@ static void cross_moments(tcx_tcorex_plan *plan, double eps,
   /* The GEMMs add e2 W to their product; with e2 = 0 BLAS does not read C. */
   if (e2 > 0.0)
     memcpy(plan->p_window, weights, (size_t)(nt * m * nl) * sizeof(double));
-  if (plan->full_windows) {
-    cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)(nt * m),
-                (int)nl, (int)plan->n_rows, a2, plan->scaled, (int)ld, plan->x,
-                (int)nl, e2, plan->p_window, (int)nl);
-  } else {
-    for (int t = 0; t < nt; t++)
-      cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)m, (int)nl,
-                  (int)window_rows(plan, t), a2,
-                  plan->scaled + plan->y_offset[t], (int)ld,
-                  plan->x + window_row_begin(plan, t) * nl, (int)nl, e2,
-                  plan->p_window + t * m * nl, (int)nl);
-  }
+  factors_times_data(plan, a2, plan->scaled, e2, plan->p_window);
   if (plan->weighted)
     return;
   if (e2 > 0.0)
@@ -894,18 +997,7 @@ static void local_back_projections(tcx_tcorex_plan *plan)
   double *xdp = plan->reduce2 + xdp_offset(plan);
   double *psi = plan->reduce2 + psi_offset(plan);
 
-  if (plan->full_windows) {
-    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)plan->n_rows,
-                (int)(nt * m), (int)nl, 1.0, plan->x, (int)nl, plan->dp_window,
-                (int)nl, 0.0, xdp, (int)plan->y_ld);
-  } else {
-    for (int t = 0; t < nt; t++)
-      cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans,
-                  (int)window_rows(plan, t), (int)m, (int)nl, 1.0,
-                  plan->x + window_row_begin(plan, t) * nl, (int)nl,
-                  plan->dp_window + t * m * nl, (int)nl, 0.0,
-                  xdp + plan->y_offset[t], (int)m);
-  }
+  data_times_factors(plan, plan->dp_window, xdp);
   if (plan->weighted)
     return;
   for (int t = 0; t < nt; t++)
@@ -974,18 +1066,7 @@ static void assemble_gradient(tcx_tcorex_plan *plan, double eps, double scale,
                 (int)m, 2.0 * scale, dgram, (int)m, p_own, (int)nl, 1.0, g,
                 (int)nl);
   }
-  if (plan->full_windows) {
-    cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)(nt * m),
-                (int)nl, (int)plan->n_rows, scale * a2, plan->scaled, (int)ld,
-                plan->x, (int)nl, 1.0, gradient, (int)nl);
-  } else {
-    for (int t = 0; t < nt; t++)
-      cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)m, (int)nl,
-                  (int)window_rows(plan, t), scale * a2,
-                  plan->scaled + plan->y_offset[t], (int)ld,
-                  plan->x + window_row_begin(plan, t) * nl, (int)nl, 1.0,
-                  gradient + t * m * nl, (int)nl);
-  }
+  factors_times_data(plan, scale * a2, plan->scaled, 1.0, gradient);
 }
 
 int tcx_tcorex_evaluate(tcx_ctx *ctx, tcx_tcorex_plan *plan, double eps,

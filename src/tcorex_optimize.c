@@ -71,18 +71,21 @@ cleanup:
   return rc;
 }
 
-/* The last 2 * TCX_TCOREX_STOPPING_WINDOW objective values of a stage: all
- * that the stopping rule reads, whatever max_iter is. */
+/* The last 2 * stopping_window objective values of a stage: all that the
+ * stopping rule reads, whatever max_iter is. */
 typedef struct recent_values {
-  double values[2 * TCX_TCOREX_STOPPING_WINDOW];
+  double values[2 * TCX_TCOREX_MAX_STOPPING_WINDOW];
   int64_t count;
 } recent_values;
 
 /* Appends value, dropping the oldest one when full, and returns whether the
- * stage has reached a plateau. */
-static int recent_push(recent_values *recent, double value, double tol)
+ * stage has reached a plateau: the means of the last two windows of
+ * options->stopping_window values differ by less than options->tol
+ * relative. */
+static int recent_push(recent_values *recent, double value,
+                       const tcx_tcorex_options *options)
 {
-  const int64_t capacity = 2 * TCX_TCOREX_STOPPING_WINDOW;
+  const int64_t capacity = 2 * options->stopping_window;
 
   if (recent->count == capacity) {
     memmove(recent->values, recent->values + 1,
@@ -91,7 +94,7 @@ static int recent_push(recent_values *recent, double value, double tol)
   }
   recent->values[recent->count++] = value;
   return tcx_optim_plateau(recent->values, recent->count,
-                           TCX_TCOREX_STOPPING_WINDOW, tol);
+                           options->stopping_window, options->tol);
 }
 
 /* Logs the state of a stage at most once a second, and always at its end. */
@@ -119,7 +122,7 @@ static void snapshot_init(tcx_tcorex_snapshot *snapshot, int n_stages,
   memset(snapshot, 0, sizeof(*snapshot));
   snapshot->n_stages = n_stages;
   snapshot->recent = recent->values;
-  snapshot->recent_capacity = 2 * TCX_TCOREX_STOPPING_WINDOW;
+  snapshot->recent_capacity = 2 * TCX_TCOREX_MAX_STOPPING_WINDOW;
   snapshot->recent_count = &recent->count;
 }
 
@@ -198,7 +201,7 @@ static int optimize_adam(tcx_ctx *ctx, const tcx_tcorex_options *options,
       tcx_adam_step(&adam, n, weights, grad, first, second);
       steps++;
       result->iterations++;
-      plateau = recent_push(&recent, total(&value), options->tol);
+      plateau = recent_push(&recent, total(&value), options);
       log_progress(ctx, &last_log, 0, stage, levels[stage], steps, &value);
     }
     log_progress(ctx, &last_log, 1, stage, levels[stage], steps, &value);
@@ -425,7 +428,7 @@ static int optimize_fista(tcx_ctx *ctx, const tcx_tcorex_options *options,
                                   st.grad));
       tcx_checkpoint_tally(options->checkpoint, votes);
       st.step *= FISTA_STEP_GROWTH;
-      plateau = recent_push(&recent, before, options->tol);
+      plateau = recent_push(&recent, before, options);
       log_progress(ctx, &last_log, 0, stage, eps, steps, &value_x);
     }
     log_progress(ctx, &last_log, 1, stage, eps, steps, &value_x);

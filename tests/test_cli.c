@@ -603,6 +603,80 @@ static void tcorex_reference_case_nll(void **state)
   assert_true(nll > 200.0);
 }
 
+/* Reads an int64 attribute of the root group of path. */
+static long long int_attribute(const char *path, const char *name)
+{
+  long long value = -1;
+  hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+  hid_t attribute;
+
+  assert_true(file >= 0);
+  attribute = H5Aopen_by_name(file, "/", name, H5P_DEFAULT, H5P_DEFAULT);
+  assert_true(attribute >= 0);
+  assert_true(H5Aread(attribute, H5T_NATIVE_LLONG, &value) >= 0);
+  H5Aclose(attribute);
+  H5Fclose(file);
+  return value;
+}
+
+/* Reads a fixed-length string attribute of the root group of path into
+ * text (size bytes, NUL-terminated). */
+static void string_attribute(const char *path, const char *name, char *text,
+                             size_t size)
+{
+  hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+  hid_t attribute, type;
+
+  assert_true(file >= 0);
+  attribute = H5Aopen_by_name(file, "/", name, H5P_DEFAULT, H5P_DEFAULT);
+  assert_true(attribute >= 0);
+  type = H5Aget_type(attribute);
+  assert_true(type >= 0);
+  assert_true(H5Tget_size(type) < size);
+  memset(text, 0, size);
+  assert_true(H5Aread(attribute, type, text) >= 0);
+  H5Tclose(type);
+  H5Aclose(attribute);
+  H5Fclose(file);
+}
+
+/* The T-CorEx speed options reach the fit and are recorded in the model:
+ * --no-reanneal leaves one stage of at most --max-iter steps. */
+static void tcorex_speed_options_recorded(void **state)
+{
+  cli_fixture *fixture = *state;
+  const char *data = TCX_TEST_DATA_DIR "/tcorex_sudden_p128.h5";
+  char args[ARGS_MAX], model[512], text[64];
+  run_output out;
+
+  snprintf(model, sizeof(model), "%s/fast.h5", fixture->dir);
+  snprintf(args, sizeof(args),
+           "fit --input %s --dataset /train --factors 8 --l1 0.3 --gamma 0.4 "
+           "--max-iter 40 --no-reanneal --precision single --stopping-window "
+           "5 --init-max-iter 7 --output %s",
+           data, model);
+  run_mpi(2, args, &out);
+  if (out.exit_code != 0)
+    fprintf(stderr, "%s\n", out.text);
+  assert_int_equal(out.exit_code, 0);
+  assert_int_equal(int_attribute(model, "reanneal"), 0);
+  assert_int_equal(int_attribute(model, "stopping_window"), 5);
+  assert_int_equal(int_attribute(model, "init_max_iter"), 7);
+  assert_true(int_attribute(model, "iterations") <= 40);
+  assert_true(int_attribute(model, "iterations") >= 10);
+  string_attribute(model, "precision", text, sizeof(text));
+  assert_string_equal(text, "single");
+
+  run_cli("fit --input a.h5 --output b.h5 --factors 2 --precision half",
+          &out);
+  assert_int_equal(out.exit_code, 2);
+  assert_non_null(strstr(out.text, "expected one of double|single"));
+  run_cli("fit --input a.h5 --output b.h5 --factors 2 --stopping-window 51",
+          &out);
+  assert_int_equal(out.exit_code, 2);
+  assert_non_null(strstr(out.text, "--stopping-window: 51 is out of range"));
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -621,6 +695,8 @@ int main(void)
       cmocka_unit_test_setup_teardown(changepoints_rejects_one_period,
                                       setup_dir, teardown_dir),
       cmocka_unit_test_setup_teardown(tcorex_simulated_three_rank_counts,
+                                      setup_dir, teardown_dir),
+      cmocka_unit_test_setup_teardown(tcorex_speed_options_recorded,
                                       setup_dir, teardown_dir),
       cmocka_unit_test_setup_teardown(tcorex_reference_case_nll, setup_dir,
                                       teardown_dir),

@@ -41,6 +41,14 @@ typedef enum tcx_tcorex_optimizer {
                           total-variation prox for the l1 term (reg W only) */
 } tcx_tcorex_optimizer;
 
+/* Floating-point type of the four large products per evaluation (the data
+ * times the weights, times the cross-moment and gradient factors). Everything
+ * else, the reductions included, stays in double precision. */
+typedef enum tcx_tcorex_precision {
+  TCX_TCOREX_DOUBLE = 0, /* dgemm on the data as given */
+  TCX_TCOREX_SINGLE      /* sgemm on float copies of the data and factors */
+} tcx_tcorex_precision;
+
 typedef struct tcx_tcorex_options {
   int64_t n_factors;     /* m >= 1 */
   double gamma;          /* in (0, 1]: period s gets weight gamma^|s - t| in
@@ -54,14 +62,24 @@ typedef struct tcx_tcorex_options {
                             rows */
   int64_t max_iter;      /* optimiser steps per annealing stage, >= 1 */
   double tol;            /* stage ends when the relative change of the mean
-                            objective over two windows of 50 steps < tol */
+                            objective over two windows of stopping_window
+                            steps < tol */
+  int64_t stopping_window; /* steps per window of the stopping rule, in
+                              1 .. 50; the rule can fire after 2 windows */
   int anneal;            /* nonzero: noise eps = 0.6^k, k = 1..6, then 0 */
+  int reanneal;          /* with anneal and init LINEAR: nonzero runs the
+                            T-CorEx annealing stages again after the annealed
+                            linear CorEx fit (published schedule); zero runs
+                            the final stage at eps = 0 only */
   tcx_tcorex_init init;
   tcx_tcorex_optimizer optimizer;
   double learning_rate;  /* Adam step size; FISTA's first trial step is
                             learning_rate * nt * p, because the objective
                             is divided by nt p */
   uint64_t seed;         /* random initial weights, and the linear CorEx fit */
+  tcx_tcorex_precision precision;
+  int64_t init_max_iter; /* iterations per annealing stage of the linear
+                            CorEx initialisation; 0: max_iter */
   tcx_checkpoint *checkpoint; /* NULL, or checkpoints and stop requests for
                                  the initialisation and the main fit
                                  (borrowed, see tcorex/checkpoint.h) */
@@ -69,8 +87,10 @@ typedef struct tcx_tcorex_options {
 
 /* Sets the published defaults: 10 factors, gamma 0.5, l1 = l2 = 0, reg W,
  * unweighted objective, max_samples 2^30 (whole series), max_iter 1000, tol
- * 1e-5, anneal on, init LINEAR, Adam with learning rate 1e-3, seed 0, no
- * checkpoint. Not collective. */
+ * 1e-4 over windows of 10 steps (the published code: 1e-5 over 50), anneal
+ * and reanneal on, init LINEAR with max_iter iterations per stage, Adam with
+ * learning rate 1e-3, seed 0, double precision, no checkpoint. Not
+ * collective. */
 void tcx_tcorex_options_default(tcx_tcorex_options *options);
 
 /* Objective value split into its parts (all minimised, replicated). The
@@ -102,6 +122,9 @@ typedef struct tcx_tcorex_result {
   int64_t n_history;
   int64_t iterations; /* optimiser steps over all stages */
   int converged;      /* every stage ended on tol rather than max_iter */
+  double init_seconds;     /* wall time of the standardisation, the setup
+                              and the initial weights (linear CorEx) */
+  double optimize_seconds; /* wall time of the optimiser stages */
 } tcx_tcorex_result;
 
 /* Computes the per-period priors and standardises every period. For each

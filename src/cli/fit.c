@@ -56,7 +56,8 @@ const tcx_option_spec tcx_cli_fit_options[] = {
      "CorEx, 1000 for T-CorEx)",
      1, 1e12, 0, 0, NULL, 0},
     {"--tol", TCX_OPT_DOUBLE, FIT_FIELD(tol), "E",
-     "stop a stage when the objective changes by less than E (default 1e-5)",
+     "stop a stage when the objective changes by less than E (default "
+     "1e-5; T-CorEx: relative change of the windowed mean, default 1e-4)",
      0, INFINITY, 1, 0, NULL, 0},
     {"--no-anneal", TCX_OPT_FLAG, FIT_FIELD(no_anneal), NULL,
      "fit at noise level 0 only, without the annealing stages", 0, 0, 0, 0,
@@ -112,6 +113,22 @@ const tcx_option_spec tcx_cli_fit_options[] = {
     {"--learning-rate", TCX_OPT_DOUBLE, FIT_FIELD(learning_rate), "R",
      "T-CorEx: Adam step size, or FISTA's first trial step (default 1e-3)",
      0, INFINITY, 1, 0, NULL, 0},
+    {"--no-reanneal", TCX_OPT_FLAG, FIT_FIELD(no_reanneal), NULL,
+     "T-CorEx: after the annealed linear CorEx initialisation, run only the "
+     "final stage at noise level 0",
+     0, 0, 0, 0, NULL, 0},
+    {"--stopping-window", TCX_OPT_INT, FIT_FIELD(stopping_window), "L",
+     "T-CorEx: steps per window of the --tol rule, which compares the mean "
+     "objective of the last two windows, 1 <= L <= 50 (default 10)",
+     1, 50, 0, 0, NULL, 0},
+    {"--init-max-iter", TCX_OPT_INT, FIT_FIELD(init_max_iter), "K",
+     "T-CorEx: iterations per annealing stage of the linear CorEx "
+     "initialisation (default: --max-iter)",
+     1, 1e12, 0, 0, NULL, 0},
+    {"--precision", TCX_OPT_CHOICE, FIT_FIELD(precision), "TYPE",
+     "T-CorEx: floating-point type of the large matrix products, double or "
+     "single (default double)",
+     0, 0, 0, 0, "double|single", 0},
     {NULL, 0, 0, NULL, NULL, 0, 0, 0, 0, NULL, 0},
 };
 
@@ -129,6 +146,7 @@ void tcx_cli_fit_defaults(void *values)
   v->optimizer = "adam";
   v->learning_rate = NAN;
   v->checkpoint_every = NAN;
+  v->precision = "double";
 }
 
 /* Set by the handler of SIGTERM and SIGUSR1. A handler receives only the
@@ -357,11 +375,15 @@ static void warn_unused_tcorex_options(tcx_ctx *ctx, const fit_values *v)
   if (v->l1 > 0 || v->l2 > 0 || v->gamma != 0.5 ||
       strcmp(v->reg_type, "weights") != 0 || v->weighted_objective ||
       v->max_samples > 0 || v->no_init || strcmp(v->optimizer, "adam") != 0 ||
-      !isnan(v->learning_rate))
+      !isnan(v->learning_rate) || v->no_reanneal || v->init_max_iter > 0 ||
+      v->stopping_window > 0 ||
+      strcmp(v->precision, "double") != 0)
     tcx_log(ctx, TCX_LOG_WARNING,
             "tcorex: warning: fitting linear CorEx (one period), so --l1, "
             "--l2, --gamma, --reg-type, --weighted-objective, --max-samples, "
-            "--no-init, --optimizer and --learning-rate have no effect");
+            "--no-init, --optimizer, --learning-rate, --no-reanneal, "
+            "--stopping-window, --init-max-iter and --precision have no "
+            "effect");
 }
 
 int tcx_cli_fit_is_linear(const fit_values *v, const tcx_block *block)

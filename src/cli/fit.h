@@ -32,6 +32,10 @@ typedef struct fit_values {
   int no_init;
   const char *optimizer;
   double learning_rate;
+  int no_reanneal;
+  int64_t stopping_window; /* 0: the default */
+  int64_t init_max_iter; /* 0: --max-iter */
+  const char *precision; /* double or single */
   /* Checkpoint and restart. */
   const char *checkpoint_path;
   double checkpoint_every; /* seconds; NaN: only when stopped by a signal */

@@ -31,6 +31,13 @@ static int to_tcorex_options(const fit_values *v, tcx_tcorex_options *options)
   if (!isnan(v->learning_rate))
     options->learning_rate = v->learning_rate;
   options->checkpoint = v->checkpoint;
+  options->reanneal = !v->no_reanneal;
+  options->init_max_iter = v->init_max_iter;
+  if (v->stopping_window > 0)
+    options->stopping_window = v->stopping_window;
+  options->precision = strcmp(v->precision, "single") == 0
+                           ? TCX_TCOREX_SINGLE
+                           : TCX_TCOREX_DOUBLE;
   return TCX_OK;
 }
 
@@ -88,6 +95,14 @@ static int set_tcorex_attributes(tcx_ctx *ctx, const fit_values *v,
   TCX_TRY(tcx_model_set_string(ctx, model, "optimizer", v->optimizer));
   TCX_TRY(tcx_model_set_double(ctx, model, "learning_rate",
                                options->learning_rate));
+  TCX_TRY(tcx_model_set_int(ctx, model, "reanneal", options->reanneal));
+  TCX_TRY(tcx_model_set_int(ctx, model, "stopping_window",
+                            options->stopping_window));
+  TCX_TRY(tcx_model_set_int(ctx, model, "init_max_iter",
+                            options->init_max_iter > 0
+                                ? options->init_max_iter
+                                : options->max_iter));
+  TCX_TRY(tcx_model_set_string(ctx, model, "precision", v->precision));
 
 cleanup:
   return rc;
