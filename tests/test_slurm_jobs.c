@@ -235,7 +235,9 @@ static void fmri_job_resumes_after_warning(void **state)
 {
   /* 7 stages of 500 steps: the fit runs for seconds after it logged that
    * it read its input, so the warning arrives during it. */
-  static const char fit_options[] = "--max-iter 500";
+  /* Long enough (about 4 s) that the warning reaches a running fit: --tol
+   * 1e-12 keeps the stopping rule from ending a stage early. */
+  static const char fit_options[] = "--max-iter 3000 --tol 1e-12";
   tcx_slurm *slurm;
   char folder[TCX_SLURM_DIR_MAX], out[TCX_SLURM_DIR_MAX + 8];
   char path[TCX_SLURM_PATH_MAX], reference[TCX_SLURM_PATH_MAX];
