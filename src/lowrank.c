@@ -419,7 +419,7 @@ int tcx_lowrank_diff_row_norms(tcx_ctx *ctx, int64_t n_local, int64_t m1,
   cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m2,
               (int)n_local, (int)m2, 1.0, sums.g22, (int)m2, v2, (int)n_local,
               0.0, p2, (int)n_local);
-  /* row_norms first holds the quadratic terms v1_i . p1_i + v2_i . p2_i,
+  /* row_norms first contains the quadratic terms v1_i . p1_i + v2_i . p2_i,
    * accumulated along contiguous rows. */
   memset(row_norms, 0, (size_t)n_local * sizeof(double));
   for (int64_t j = 0; j < m1; j++)

@@ -242,7 +242,7 @@ static int iterate(lanczos *state, int64_t n_vars, int64_t max_iter,
     *steps_taken = j + 1;
     *norm = best;
 
-    /* An invariant Krylov space (beta ~ 0, including A = 0) holds exact
+    /* An invariant Krylov space (beta ~ 0, including A = 0) gives exact
      * eigenvalues; otherwise the extreme Ritz value must have converged and
      * the other end must not be able to overtake it. */
     if (beta <= 1e-14 * (best > 0.0 ? best : 1.0) || j + 1 == n_vars)

@@ -299,7 +299,7 @@ int tcx_tcorex_fit(tcx_ctx *ctx, const tcx_tcorex_options *options,
 
   began = 1;
   TCX_TRY(tcx_tcorex_checkpoint_begin(ctx, options, plan));
-  /* A checkpoint of the main fit holds the weights, so the initialisation
+  /* A checkpoint of the main fit contains the weights, so the initialisation
    * is skipped; a checkpoint of the initialisation resumes inside it. */
   if (!tcx_tcorex_checkpoint_pending(options))
     TCX_TRY(init_weights_all(ctx, options, x, init_weights,

@@ -149,7 +149,7 @@ int tcx_tcorex_checkpoint_begin(tcx_ctx *ctx,
                                 const tcx_tcorex_options *options,
                                 const tcx_tcorex_plan *plan);
 
-/* Returns 1 when the checkpoint of options holds a pending state of the
+/* Returns 1 when the checkpoint of options contains a pending state of the
  * main T-CorEx fit. */
 int tcx_tcorex_checkpoint_pending(const tcx_tcorex_options *options);
 

@@ -277,7 +277,10 @@ static double auc_above_median(const double *score, const double *truth)
     for (int k = 0; k < P; k++) {
       if (truth[k] > median)
         continue;
-      correct += score[i] > score[k] ? 1.0 : score[i] == score[k] ? 0.5 : 0.0;
+      if (score[i] > score[k])
+        correct += 1.0;
+      else if (score[i] == score[k])
+        correct += 0.5;
     }
   }
   negatives = P - positives;
