@@ -19,7 +19,7 @@
 
 #include <cmocka.h>
 
-enum { ARGS_MAX = 2048, COMMAND_MAX = 4096, OUTPUT_MAX = 65536 };
+#include "cli_test.h"
 
 enum {
   P = 37,       /* variables: 2 and 4 ranks split them unevenly */
@@ -29,73 +29,11 @@ enum {
   N_TEST = 50   /* held-out rows per period */
 };
 
-typedef struct run_output {
-  int exit_code;
-  char text[OUTPUT_MAX]; /* stdout and stderr together */
-} run_output;
-
 typedef struct fixture {
   char dir[256];
   char data[512];  /* simulated /train and /test */
   char model[512]; /* short T-CorEx fit of /train; its quality is not tested */
 } fixture;
-
-/* Runs a shell command, capturing its output and exit code. */
-static void run(const char *command, run_output *out)
-{
-  char full[COMMAND_MAX + 16];
-  FILE *pipe;
-  size_t length = 0;
-  int status;
-
-  snprintf(full, sizeof(full), "%s 2>&1", command);
-  pipe = popen(full, "r");
-  assert_non_null(pipe);
-  while (length + 1 < sizeof(out->text) &&
-         fgets(out->text + length, (int)(sizeof(out->text) - length), pipe))
-    length += strlen(out->text + length);
-  out->text[length] = '\0';
-  status = pclose(pipe);
-  out->exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128;
-}
-
-static void run_mpi(int ranks, const char *args, run_output *out)
-{
-  char command[COMMAND_MAX];
-
-  snprintf(command, sizeof(command),
-           "OPENBLAS_NUM_THREADS=1 %s -n %d %s %s %s", TCX_MPIEXEC, ranks,
-           TCX_MPIEXEC_FLAGS, TCX_CLI_PATH, args);
-  run(command, out);
-  if (out->exit_code != 0)
-    fprintf(stderr, "tcorex %s exited with %d:\n%s\n", args, out->exit_code,
-            out->text);
-}
-
-static double *read_dataset(const char *path, const char *name,
-                            hsize_t *count)
-{
-  hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-  hid_t dataset, space;
-  double *values;
-  hssize_t points;
-
-  assert_true(file >= 0);
-  dataset = H5Dopen2(file, name, H5P_DEFAULT);
-  assert_true(dataset >= 0);
-  space = H5Dget_space(dataset);
-  points = H5Sget_simple_extent_npoints(space);
-  assert_true(points > 0);
-  values = calloc((size_t)points, sizeof(double));
-  assert_non_null(values);
-  assert_true(H5Dread(dataset, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL,
-                      H5P_DEFAULT, values) >= 0);
-  H5Sclose(space);
-  H5Dclose(dataset);
-  H5Fclose(file);
-  *count = (hsize_t)points;
-  return values;
-}
 
 static void write_matrix(const char *path, const char *name, hsize_t rows,
                          hsize_t cols, const double *values)
