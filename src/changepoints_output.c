@@ -144,6 +144,9 @@ static void draw(const char *temporary, const tcx_changepoints_result *result,
   plsetopt("geometry", "800x480");
   plscolbg(255, 255, 255);
   plinit();
+  /* Colour 15 of PLplot's default map 0 is white, invisible on the white
+   * background, so it is redefined as black for the axes and labels. */
+  plscol0(15, 0, 0, 0);
   plcol0(15);
   plenv(-0.5, n - 0.5, 0.0, top, 0, 0);
   pllab("pair (t, t+1), labelled by t", "change score", title);

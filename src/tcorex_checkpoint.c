@@ -70,6 +70,9 @@ int tcx_tcorex_checkpoint_begin(tcx_ctx *ctx,
                                 const tcx_tcorex_options *options,
                                 const tcx_tcorex_plan *plan)
 {
+  static const char *const reg_names[] = {"weights", "mi", "sigma"};
+  static const char *const init_names[] = {"linear", "random", "given"};
+  static const char *const optimizer_names[] = {"adam", "fista"};
   char signature[1024], gamma[32], l1[32], l2[32], tol[32], rate[32];
 
   tcx_checkpoint_format_double(options->gamma, gamma, sizeof(gamma));
@@ -79,19 +82,21 @@ int tcx_tcorex_checkpoint_begin(tcx_ctx *ctx,
   tcx_checkpoint_format_double(options->learning_rate, rate, sizeof(rate));
   snprintf(signature, sizeof(signature),
            "method=t-corex\nsamples=%lld\nvariables=%lld\nperiods=%d\n"
-           "factors=%lld\ngamma=%s\nl1=%s\nl2=%s\nreg_type=%d\n"
+           "factors=%lld\ngamma=%s\nl1=%s\nl2=%s\nreg_type=%s\n"
            "weighted_objective=%d\nmax_samples=%lld\nmax_iter=%lld\n"
-           "tol=%s\nanneal=%d\ninit=%d\noptimizer=%d\nlearning_rate=%s\n"
+           "tol=%s\nanneal=%d\ninit=%s\noptimizer=%s\nlearning_rate=%s\n"
            "seed=%llu\nreanneal=%d\nstopping_window=%lld\n"
-           "init_max_iter=%lld\nprecision=%d\n",
+           "init_max_iter=%lld\nprecision=%s\n",
            (long long)plan->n_rows, (long long)plan->n_vars, plan->nt,
            (long long)options->n_factors, gamma, l1, l2,
-           (int)options->reg_type, options->weighted_objective,
+           reg_names[options->reg_type], options->weighted_objective,
            (long long)options->max_samples, (long long)options->max_iter, tol,
-           options->anneal, (int)options->init, (int)options->optimizer, rate,
+           options->anneal, init_names[options->init],
+           optimizer_names[options->optimizer], rate,
            (unsigned long long)options->seed, options->reanneal,
            (long long)options->stopping_window,
-           (long long)options->init_max_iter, (int)options->precision);
+           (long long)options->init_max_iter,
+           options->precision == TCX_TCOREX_SINGLE ? "single" : "double");
   return tcx_checkpoint_begin_fit(ctx, options->checkpoint, signature);
 }
 

@@ -538,6 +538,7 @@ static void mismatched_resume_rejected(void **state)
   assert_int_equal(try_resume(&other, block, identity, path, &set_status),
                    TCX_ERR_USAGE);
   assert_non_null(strstr(tcx_ctx_message(ctx), "optimizer"));
+  assert_non_null(strstr(tcx_ctx_message(ctx), "optimizer = fista"));
 
   assert_int_equal(try_resume(&options, block, "input=b.h5\nsamples=48\n",
                               path, &set_status),

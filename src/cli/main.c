@@ -102,9 +102,12 @@ int main(int argc, char **argv)
   }
 
   rc = tcx_ctx_agree(ctx, rc);
+  /* A stop requested by a signal is the expected end of a walltime, not a
+   * failure, so it is reported without the error prefix. */
   if (rc != TCX_OK && tcx_ctx_rank(ctx) == 0 &&
       tcx_ctx_message(ctx)[0] != '\0')
-    fprintf(stderr, "tcorex: error: %s\n", tcx_ctx_message(ctx));
+    fprintf(stderr, "tcorex: %s%s\n",
+            rc == TCX_ERR_INTERRUPTED ? "" : "error: ", tcx_ctx_message(ctx));
   exit_code = tcx_status_exit_code(rc);
   tcx_ctx_destroy(&ctx);
   MPI_Finalize();

@@ -35,9 +35,10 @@ int tcx_cli_check_distinct(tcx_ctx *ctx, const char *input_flag,
     same = strcmp(input, output) == 0;
   if (same)
     return tcx_error(ctx, TCX_ERR_USAGE,
-                     "%s %s and %s %s name the same file; writing would "
-                     "destroy the input. Choose another output path",
-                     output_flag, output, input_flag, input);
+                     "%s %s and %s %s name the same file, so writing %s "
+                     "would overwrite it. Give %s another path",
+                     output_flag, output, input_flag, input, output_flag,
+                     output_flag);
   return TCX_OK;
 }
 
