@@ -16,4 +16,4 @@ export ASAN_OPTIONS=detect_leaks=1:fast_unwind_on_malloc=0:abort_on_error=0
 export LSAN_OPTIONS=suppressions=$root/tests/sanitizers/lsan.supp:print_suppressions=0
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 cd "$root/build-sanitize"
-ctest --output-on-failure --timeout 900 "$@"
+ctest --output-on-failure --timeout 900 -j "$(nproc)" "$@"
