@@ -83,6 +83,7 @@ typedef struct tcx_tcorex_plan {
   double *work_gb;     /* [m, n_local] G' B, then dB, then dF */
   double *work_dp_own; /* [m, n_local] dP' (weighted objective) */
   double *work_scaled; /* [m, n_local] B o sqrt(g) */
+  double *work_q;      /* [m, n_local] 1 / clamp(1 - R^2, 1e-8, 1) */
   double *vec_r;       /* [n_local] r_i */
   double *vec_inv;     /* [n_local] 1 / (1 + r_i) */
   double *vec_e;       /* [n_local] e_i, then g_i */

@@ -273,6 +273,7 @@ int tcx_tcorex_plan_create(tcx_ctx *ctx, const tcx_tcorex_options *options,
   TCX_TRY(tcx_calloc(ctx, m * nl, sizeof(double), "work space", &p->work_gb));
   TCX_TRY(tcx_calloc(ctx, m * nl, sizeof(double), "work space",
                      &p->work_scaled));
+  TCX_TRY(tcx_calloc(ctx, m * nl, sizeof(double), "work space", &p->work_q));
   TCX_TRY(tcx_calloc(ctx, nl, sizeof(double), "work space", &p->vec_r));
   TCX_TRY(tcx_calloc(ctx, nl, sizeof(double), "work space", &p->vec_inv));
   TCX_TRY(tcx_calloc(ctx, nl, sizeof(double), "work space", &p->vec_e));
@@ -317,6 +318,7 @@ void tcx_tcorex_plan_destroy(tcx_tcorex_plan **plan)
   free(p->work_b);
   free(p->work_gb);
   free(p->work_scaled);
+  free(p->work_q);
   free(p->work_dp_own);
   free(p->vec_r);
   free(p->vec_inv);
@@ -538,41 +540,39 @@ static void cross_moments(tcx_tcorex_plan *plan, double eps,
 }
 
 /* Adds sum over one row j of R^2 / clamp(1 - R^2, 1e-8, 1 - 1e-8), R = p s,
- * to r. */
+ * to r, and writes 1 / clamp(1 - R^2, 1e-8, 1) to q. Where 1 - R^2 < 1 -
+ * 1e-8 both clamps give the same divisor, so one division serves both. */
 TCX_VECTORIZE static void r_row(int64_t n, double s, const double *restrict p,
-                                double *restrict r)
+                                double *restrict r, double *restrict q)
 {
   const double low = TCX_TCOREX_CLAMP, high = 1.0 - TCX_TCOREX_CLAMP;
+  const double inv_high = 1.0 / high;
 
   for (int64_t i = 0; i < n; i++) {
     const double rr = p[i] * s;
     const double kappa = 1.0 - rr * rr;
-    const double q2 = kappa > low ? kappa : low;
-    const double q1 = q2 < high ? q2 : high;
+    const double inv_q2 = 1.0 / (kappa > low ? kappa : low);
+    const double inv_q1 = kappa < high ? inv_q2 : inv_high;
 
-    r[i] += rr * rr / q1;
+    q[i] = inv_q2;
+    r[i] += rr * rr * inv_q1;
   }
 }
 
-/* Writes one row of scale R / clamp(1 - R^2, 1e-8, 1) / (1 + r). */
+/* Writes one row of scale R / clamp(1 - R^2, 1e-8, 1) / (1 + r), with the
+ * inverse divisor q from r_row(). */
 TCX_VECTORIZE static void factor_row(int64_t n, double s, double scale,
                                      const double *restrict p,
                                      const double *restrict inv,
+                                     const double *restrict q,
                                      double *restrict f)
 {
-  const double low = TCX_TCOREX_CLAMP;
-
-  for (int64_t i = 0; i < n; i++) {
-    const double rr = p[i] * s;
-    const double kappa = 1.0 - rr * rr;
-    const double q2 = kappa > low ? kappa : low;
-
-    f[i] = scale * rr / q2 * inv[i];
-  }
+  for (int64_t i = 0; i < n; i++)
+    f[i] = scale * p[i] * s * q[i] * inv[i];
 }
 
 /* Computes r_i and 1 / (1 + r_i) of period t for columns i0 .. i1 - 1 into
- * vec_r and vec_inv. */
+ * vec_r and vec_inv, and 1 / clamp(1 - R^2, 1e-8, 1) into work_q. */
 static void period_r(tcx_tcorex_plan *plan, int t, int64_t i0, int64_t i1)
 {
   const int64_t m = plan->m, nl = plan->n_local;
@@ -582,7 +582,8 @@ static void period_r(tcx_tcorex_plan *plan, int t, int64_t i0, int64_t i1)
   for (int64_t i = i0; i < i1; i++)
     r[i] = 0.0;
   for (int64_t j = 0; j < m; j++)
-    r_row(i1 - i0, 1.0 / sqrt(plan->z2[t * m + j]), p + j * nl + i0, r + i0);
+    r_row(i1 - i0, 1.0 / sqrt(plan->z2[t * m + j]), p + j * nl + i0, r + i0,
+          plan->work_q + j * nl + i0);
   for (int64_t i = i0; i < i1; i++)
     plan->vec_inv[i] = 1.0 / (1.0 + r[i]);
 }
@@ -600,7 +601,8 @@ static void period_factors(const tcx_tcorex_plan *plan, int t, int64_t i0,
     const double s = 1.0 / sqrt(plan->z2[t * m + j]);
 
     factor_row(i1 - i0, s, scaled ? s : 1.0, p + j * nl + i0,
-               plan->vec_inv + i0, factors + j * nl + i0);
+               plan->vec_inv + i0, plan->work_q + j * nl + i0,
+               factors + j * nl + i0);
   }
 }
 
@@ -840,22 +842,24 @@ static void backward_b_row(int64_t n, const double *restrict b,
   }
 }
 
-/* One row j of dP = s dR with dR from dF (in df) and dr, over n columns. */
+/* One row j of dP = s dR with dR from dF (in df) and dr, over n columns,
+ * with the inverse divisor q from r_row(). */
 TCX_VECTORIZE static void backward_r_row(int64_t n, double s,
                                         const double *restrict p,
                                         const double *restrict df,
                                         const double *restrict inv,
                                         const double *restrict dr,
+                                        const double *restrict q,
                                         double *restrict dp)
 {
   const double low = TCX_TCOREX_CLAMP, high = 1.0 - TCX_TCOREX_CLAMP;
+  const double inv_high = 1.0 / high;
 
   for (int64_t i = 0; i < n; i++) {
     const double rr = p[i] * s;
     const double kappa = 1.0 - rr * rr;
-    const double q2 = kappa > low ? kappa : low;
-    const double q1 = q2 < high ? q2 : high;
-    const double inv_q1 = 1.0 / q1, inv_q2 = 1.0 / q2;
+    const double inv_q2 = q[i];
+    const double inv_q1 = kappa < high ? inv_q2 : inv_high;
     const double free1 = kappa > low && kappa < high ? 1.0 : 0.0;
     const double free2 = kappa > low && kappa < 1.0 ? 1.0 : 0.0;
     const double from_f =
@@ -926,7 +930,7 @@ static void tile_backward(tcx_tcorex_plan *plan, const period_state *ps,
     const double *restrict dm = mi ? ps->dm + j * nl + i0 : NULL;
     double *restrict dp = ps->dp + j * nl + i0;
 
-    backward_r_row(width, s, p, gb, inv, dr, dp);
+    backward_r_row(width, s, p, gb, inv, dr, plan->work_q + j * nl + i0, dp);
     if (mi)
       for (int64_t i = 0; i < width; i++) {
         const double rr = p[i] * s;
