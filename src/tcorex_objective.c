@@ -386,6 +386,29 @@ static void data_times_factors(tcx_tcorex_plan *plan, const double *factors,
   }
 }
 
+/* Single precision: computes A_t^T X^w_t for every t in float into
+ * factors32 [nt, m, n_local], with A in the layout of Y^w rounded to float. */
+static void factors_times_data32(tcx_tcorex_plan *plan, const double *a)
+{
+  const int64_t m = plan->m, nl = plan->n_local, ld = plan->y_ld;
+  const int nt = plan->nt;
+  float *a32 = plan->y32, *out32 = plan->factors32;
+
+  for (int64_t k = 0; k < plan->y_count; k++)
+    a32[k] = (float)a[k];
+  if (plan->batched) {
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)(nt * m),
+                (int)nl, (int)plan->n_rows, 1.0f, a32, (int)ld, plan->x32,
+                (int)nl, 0.0f, out32, (int)nl);
+  } else {
+    for (int t = 0; t < nt; t++)
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)m, (int)nl,
+                  (int)window_rows(plan, t), 1.0f, a32 + plan->y_offset[t],
+                  (int)ld, plan->x32 + window_row_begin(plan, t) * nl,
+                  (int)nl, 0.0f, out32 + t * m * nl, (int)nl);
+  }
+}
+
 /* Computes out_t = alpha A_t^T X^w_t + beta out_t for every t, with A in
  * the layout of Y^w and out [nt, m, n_local]. out is not read when beta is
  * 0. In single precision A is rounded to float and the float product is
@@ -397,21 +420,9 @@ static void factors_times_data(tcx_tcorex_plan *plan, double alpha,
   const int nt = plan->nt;
 
   if (plan->single) {
-    float *a32 = plan->y32, *out32 = plan->factors32;
+    const float *out32 = plan->factors32;
 
-    for (int64_t k = 0; k < plan->y_count; k++)
-      a32[k] = (float)a[k];
-    if (plan->batched) {
-      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)(nt * m),
-                  (int)nl, (int)plan->n_rows, 1.0f, a32, (int)ld, plan->x32,
-                  (int)nl, 0.0f, out32, (int)nl);
-    } else {
-      for (int t = 0; t < nt; t++)
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)m, (int)nl,
-                    (int)window_rows(plan, t), 1.0f, a32 + plan->y_offset[t],
-                    (int)ld, plan->x32 + window_row_begin(plan, t) * nl,
-                    (int)nl, 0.0f, out32 + t * m * nl, (int)nl);
-    }
+    factors_times_data32(plan, a);
     if (beta == 0.0)
       for (int64_t k = 0; k < nt * m * nl; k++)
         out[k] = alpha * (double)out32[k];
@@ -1011,12 +1022,42 @@ static void local_back_projections(tcx_tcorex_plan *plan)
                 psi + plan->period_begin[t] * m, (int)m);
 }
 
-/* Writes (or with accumulate adds) scale times df_t/dW_t, assembled from
- * the reduced sums, into gradient:
+/* Adds scale times the derivative of l1 |D|_1 + l2 |D|_F^2 with respect to
+ * w, for D = w - w_prev and D = w_next - w, to one row g of n entries;
+ * w_prev or w_next is NULL at the ends. sign(0) = 0. */
+TCX_VECTORIZE static void penalty_row(int64_t n, double scale, double l1,
+                                      double l2, const double *restrict w_prev,
+                                      const double *restrict w,
+                                      const double *restrict w_next,
+                                      double *restrict g)
+{
+  const double a = scale * l1, b = 2.0 * scale * l2;
+
+  if (w_prev)
+    for (int64_t i = 0; i < n; i++) {
+      const double d = w[i] - w_prev[i];
+
+      g[i] += a * ((d > 0.0 ? 1.0 : 0.0) - (d < 0.0 ? 1.0 : 0.0)) + b * d;
+    }
+  if (w_next)
+    for (int64_t i = 0; i < n; i++) {
+      const double d = w_next[i] - w[i];
+
+      g[i] -= a * ((d > 0.0 ? 1.0 : 0.0) - (d < 0.0 ? 1.0 : 0.0)) + b * d;
+    }
+}
+
+/* Writes scale times df_t/dW_t, assembled from the reduced sums, into
+ * gradient:
  *   a2 Phi^T X^w + e2 (dP + dP') + 2 dz2 o P + 2 dG' P',
- * Phi = c o (X^w dP^T), plus (x_t dP'^T) / n_t on period t's own rows. */
+ * Phi = c o (X^w dP^T), plus (x_t dP'^T) / n_t on period t's own rows.
+ * With weights (reg W) it adds scale times the gradient of the difference
+ * penalty on weights, without its l1 part unless with_l1. The GEMMs write
+ * the gradient first; then one sweep per row adds the elementwise terms
+ * while the row is in cache. */
 static void assemble_gradient(tcx_tcorex_plan *plan, double eps, double scale,
-                              int accumulate, double *gradient)
+                              const double *weights, int with_l1,
+                              double *gradient)
 {
   const int64_t m = plan->m, nl = plan->n_local, ld = plan->y_ld;
   const int nt = plan->nt;
@@ -1025,13 +1066,7 @@ static void assemble_gradient(tcx_tcorex_plan *plan, double eps, double scale,
   const double *psi = plan->reduce2 + psi_offset(plan);
 
   for (int t = 0; t < nt; t++) {
-    const double *ds = plan->reduce2 + ds_offset(plan) + t * m;
-    const double *dgram = plan->reduce2 + dgram_offset(plan) + t * m * m;
-    const double *p = plan->p_window + t * m * nl;
-    const double *p_own = plan->weighted ? p : plan->p_own + t * m * nl;
-    const double *dp = plan->dp_window + t * m * nl;
     double *phi = plan->scaled + plan->y_offset[t];
-    double *g = gradient + t * m * nl;
     int64_t r = 0;
 
     for (int s = plan->window_first[t]; s <= plan->window_last[t]; s++) {
@@ -1049,28 +1084,56 @@ static void assemble_gradient(tcx_tcorex_plan *plan, double eps, double scale,
         }
       }
     }
+  }
+  /* In single precision the product Phi^T X^w stays in factors32 and is
+   * added row by row below. */
+  if (plan->single)
+    factors_times_data32(plan, plan->scaled);
+  for (int t = 0; t < nt; t++) {
+    const double *dgram = plan->reduce2 + dgram_offset(plan) + t * m * m;
+    const double *p_own =
+        plan->weighted ? plan->p_window + t * m * nl : plan->p_own + t * m * nl;
+
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)nl,
+                (int)m, 2.0 * scale, dgram, (int)m, p_own, (int)nl, 0.0,
+                gradient + t * m * nl, (int)nl);
+  }
+  if (!plan->single)
+    factors_times_data(plan, scale * a2, plan->scaled, 1.0, gradient);
+
+  for (int t = 0; t < nt; t++) {
+    const double *ds = plan->reduce2 + ds_offset(plan) + t * m;
+    const double *p = plan->p_window + t * m * nl;
+    const double *dp = plan->dp_window + t * m * nl;
+
     for (int64_t j = 0; j < m; j++) {
+      const int64_t row = (t * m + j) * nl;
       const double z2 = plan->z2[t * m + j];
       const double dz2 = 0.5 / z2 - 0.5 * ds[j] / (z2 * sqrt(z2));
+      const double pw = 2.0 * scale * dz2, dw = scale * e2;
+      double *restrict g_row = gradient + row;
 
-      double *g_row = g + j * nl;
-
-      if (!accumulate)
-        memset(g_row, 0, (size_t)nl * sizeof(double));
-      for (int64_t i = 0; i < nl; i++)
-        g_row[i] += scale * (e2 * dp[j * nl + i] + 2.0 * dz2 * p[j * nl + i]);
-      if (!plan->weighted && e2 > 0.0) {
-        const double *dp_own = plan->dp_own + (t * m + j) * nl;
+      if (plan->single) {
+        const float *restrict phi_x = plan->factors32 + row;
+        const double phiw = scale * a2;
 
         for (int64_t i = 0; i < nl; i++)
-          g_row[i] += scale * e2 * dp_own[i];
+          g_row[i] += phiw * (double)phi_x[i];
       }
+      for (int64_t i = 0; i < nl; i++)
+        g_row[i] += dw * dp[j * nl + i] + pw * p[j * nl + i];
+      if (!plan->weighted && e2 > 0.0) {
+        const double *restrict dp_own = plan->dp_own + row;
+
+        for (int64_t i = 0; i < nl; i++)
+          g_row[i] += dw * dp_own[i];
+      }
+      if (weights)
+        penalty_row(nl, scale, with_l1 ? plan->l1 : 0.0, plan->l2,
+                    t > 0 ? weights + row - m * nl : NULL, weights + row,
+                    t + 1 < nt ? weights + row + m * nl : NULL, g_row);
     }
-    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)nl,
-                (int)m, 2.0 * scale, dgram, (int)m, p_own, (int)nl, 1.0, g,
-                (int)nl);
   }
-  factors_times_data(plan, scale * a2, plan->scaled, 1.0, gradient);
 }
 
 int tcx_tcorex_evaluate(tcx_ctx *ctx, tcx_tcorex_plan *plan, double eps,
@@ -1100,13 +1163,10 @@ int tcx_tcorex_evaluate(tcx_ctx *ctx, tcx_tcorex_plan *plan, double eps,
   memset(plan->reduce2, 0, (size_t)plan->reduce2_size * sizeof(double));
   for (int k = 0; k < n_extra; k++)
     scalars[SLOT_EXTRA + k] = extra[k];
-  /* With reg W the gradient starts as the penalty's gradient, and the
-   * objective's part is added to it below. */
+  /* With reg W the penalty's gradient is added in assemble_gradient(). */
   if (plan->reg_type == TCX_TCOREX_REG_W)
-    difference_penalty(nt, m * nl, weights, plan->l1, plan->l2,
-                       mode == TCX_TCOREX_EVAL_GRADIENT, scale,
-                       &scalars[SLOT_L1], &scalars[SLOT_L2],
-                       grad ? gradient : NULL);
+    difference_penalty(nt, m * nl, weights, plan->l1, plan->l2, 0, scale,
+                       &scalars[SLOT_L1], &scalars[SLOT_L2], NULL);
   else
     TCX_TRY(matrix_penalty(ctx, plan, mode, scalars, &replicated_l2));
   for (int t = 0; t < nt; t++)
@@ -1127,8 +1187,9 @@ int tcx_tcorex_evaluate(tcx_ctx *ctx, tcx_tcorex_plan *plan, double eps,
   if (!grad)
     goto cleanup;
 
-  assemble_gradient(plan, eps, scale, plan->reg_type == TCX_TCOREX_REG_W,
-                    gradient);
+  assemble_gradient(plan, eps, scale,
+                    plan->reg_type == TCX_TCOREX_REG_W ? weights : NULL,
+                    mode == TCX_TCOREX_EVAL_GRADIENT, gradient);
 
 cleanup:
   return rc;
