@@ -253,9 +253,17 @@ int tcx_tcorex_plan_create(tcx_ctx *ctx, const tcx_tcorex_options *options,
                        &p->p_own));
     TCX_TRY(tcx_calloc(ctx, per_period, sizeof(double), "gradient work space",
                        &p->dp_own));
-  } else {
+  }
+  if (p->weighted || p->single)
     TCX_TRY(tcx_calloc(ctx, m * nl, sizeof(double), "gradient work space",
                        &p->work_dp_own));
+  if (p->single) {
+    TCX_TRY(tcx_calloc(ctx, m * nl, sizeof(double), "gradient work space",
+                       &p->work_dp));
+    if (!p->weighted)
+      TCX_TRY(tcx_calloc(ctx, per_period, sizeof(float),
+                         "single-precision gradient work space",
+                         &p->dp_own32));
   }
   if (p->reg_type != TCX_TCOREX_REG_W) {
     TCX_TRY(tcx_calloc(ctx, per_period, sizeof(double), "regulariser",
@@ -320,6 +328,8 @@ void tcx_tcorex_plan_destroy(tcx_tcorex_plan **plan)
   free(p->work_scaled);
   free(p->work_q);
   free(p->work_dp_own);
+  free(p->work_dp);
+  free(p->dp_own32);
   free(p->vec_r);
   free(p->vec_inv);
   free(p->vec_e);
@@ -344,9 +354,10 @@ static void symmetrize_upper(int64_t m, double *a)
 
 /* Computes this rank's part of X^w_t S_t^T for every t from factors S
  * [nt, m, n_local] into out, in the layout of Y^w. In single precision the
- * factors are rounded to float and the float product is widened to double. */
+ * factors are rounded to float (unless rounded says that factors32 already
+ * holds them so) and the float product is widened to double. */
 static void data_times_factors(tcx_tcorex_plan *plan, const double *factors,
-                               double *out)
+                               int rounded, double *out)
 {
   const int64_t m = plan->m, nl = plan->n_local;
   const int nt = plan->nt;
@@ -354,8 +365,9 @@ static void data_times_factors(tcx_tcorex_plan *plan, const double *factors,
   if (plan->single) {
     float *factors32 = plan->factors32, *out32 = plan->y32;
 
-    for (int64_t k = 0; k < nt * m * nl; k++)
-      factors32[k] = (float)factors[k];
+    if (!rounded)
+      for (int64_t k = 0; k < nt * m * nl; k++)
+        factors32[k] = (float)factors[k];
     if (plan->batched) {
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)plan->n_rows,
                   (int)(nt * m), (int)nl, 1.0f, plan->x32, (int)nl, factors32,
@@ -453,7 +465,7 @@ static int64_t local_projections(tcx_tcorex_plan *plan, double eps,
   const int nt = plan->nt;
   double *y = plan->reduce1;
 
-  data_times_factors(plan, weights, y);
+  data_times_factors(plan, weights, 0, y);
   if (eps == 0.0)
     return plan->y_count;
   for (int t = 0; t < nt; t++) {
@@ -809,6 +821,9 @@ typedef struct period_state {
   const double *z2;
   const double *dm;       /* nt p d reg / dM_t, or NULL */
   double *dp, *dp_own, *dgram, *ds;
+  float *dp32;            /* dP_t rounded to float (single), or NULL */
+  float *dp_own32;        /* dP'_t rounded to float (single, unweighted), or
+                             NULL */
 } period_state;
 
 /* Forward pass on columns i0 .. i1 - 1: B, G'B, e_i and g_i = 1/2 / e_i
@@ -959,12 +974,30 @@ static void tile_backward(tcx_tcorex_plan *plan, const period_state *ps,
       for (int64_t i = 0; i < width; i++)
         dp[i] += dp_own[i];
     }
+  if (ps->dp32)
+    for (int64_t j = 0; j < m; j++) {
+      const double *restrict dp = ps->dp + j * nl + i0;
+      float *restrict dp32 = ps->dp32 + j * nl + i0;
+
+      for (int64_t i = 0; i < width; i++)
+        dp32[i] = (float)dp[i];
+    }
+  if (ps->dp_own32)
+    for (int64_t j = 0; j < m; j++) {
+      const double *restrict dp_own = ps->dp_own + j * nl + i0;
+      float *restrict dp_own32 = ps->dp_own32 + j * nl + i0;
+
+      for (int64_t i = 0; i < width; i++)
+        dp_own32[i] = (float)dp_own[i];
+    }
 }
 
 /* Forward pass of period t on this rank's columns: returns 1/2 sum_i log
  * max(e_i, 1e-8). With a gradient, also the backward pass: dP_t (plus dP'_t
  * with the weighted objective) into dp_window, dP'_t into dp_own, and the
- * partial sums dG'_t and ds_t into the second reduction buffer. Columns are
+ * partial sums dG'_t and ds_t into the second reduction buffer. In single
+ * precision dP_t also goes to factors32 and dP'_t to dp_own32 as floats, and
+ * with dp_in_float only there. Columns are
  * processed in tiles of about 128 KiB per m x tile array, so that the
  * elementwise passes over one tile stay in cache. */
 static double period_pass(tcx_tcorex_plan *plan, int t, double eps, int grad)
@@ -987,10 +1020,16 @@ static double period_pass(tcx_tcorex_plan *plan, int t, double eps, int grad)
   ps.z2 = plan->z2 + t * m;
   ps.dm = plan->reg_type == TCX_TCOREX_REG_W ? NULL
                                              : plan->reg_grad + t * m * nl;
-  ps.dp = plan->dp_window + t * m * nl;
-  ps.dp_own = plan->weighted ? plan->work_dp_own : plan->dp_own + t * m * nl;
+  /* With dp_in_float, dP and dP' live only in the tile's work space and
+   * leave it rounded to float. */
+  ps.dp = plan->dp_in_float ? plan->work_dp : plan->dp_window + t * m * nl;
+  ps.dp_own = plan->weighted || plan->dp_in_float
+                  ? plan->work_dp_own
+                  : plan->dp_own + t * m * nl;
   ps.dgram = plan->reduce2 + dgram_offset(plan) + t * m * m;
   ps.ds = plan->reduce2 + ds_offset(plan) + t * m;
+  ps.dp32 = plan->single ? plan->factors32 + t * m * nl : NULL;
+  ps.dp_own32 = plan->dp_own32 ? plan->dp_own32 + t * m * nl : NULL;
 
   for (int64_t i0 = 0; i0 < nl; i0 += tile) {
     const int64_t i1 = i0 + tile < nl ? i0 + tile : nl;
@@ -1012,9 +1051,24 @@ static void local_back_projections(tcx_tcorex_plan *plan)
   double *xdp = plan->reduce2 + xdp_offset(plan);
   double *psi = plan->reduce2 + psi_offset(plan);
 
-  data_times_factors(plan, plan->dp_window, xdp);
+  /* In single precision period_pass() has left dP rounded in factors32, and
+   * dP' in dp_own32. */
+  data_times_factors(plan, plan->dp_window, 1, xdp);
   if (plan->weighted)
     return;
+  if (plan->single) {
+    float *psi32 = plan->y32; /* n_rows m <= y_count */
+
+    for (int t = 0; t < nt; t++)
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans,
+                  (int)own_rows(plan, t), (int)m, (int)nl, 1.0f,
+                  plan->x32 + plan->period_begin[t] * nl, (int)nl,
+                  plan->dp_own32 + t * m * nl, (int)nl, 0.0f,
+                  psi32 + plan->period_begin[t] * m, (int)m);
+    for (int64_t k = 0; k < plan->n_rows * m; k++)
+      psi[k] = (double)psi32[k];
+    return;
+  }
   for (int t = 0; t < nt; t++)
     cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)own_rows(plan, t),
                 (int)m, (int)nl, 1.0, plan->x + plan->period_begin[t] * nl,
@@ -1120,8 +1174,12 @@ static void assemble_gradient(tcx_tcorex_plan *plan, double eps, double scale,
         for (int64_t i = 0; i < nl; i++)
           g_row[i] += phiw * (double)phi_x[i];
       }
-      for (int64_t i = 0; i < nl; i++)
-        g_row[i] += dw * dp[j * nl + i] + pw * p[j * nl + i];
+      if (e2 > 0.0)
+        for (int64_t i = 0; i < nl; i++)
+          g_row[i] += dw * dp[j * nl + i] + pw * p[j * nl + i];
+      else
+        for (int64_t i = 0; i < nl; i++)
+          g_row[i] += pw * p[j * nl + i];
       if (!plan->weighted && e2 > 0.0) {
         const double *restrict dp_own = plan->dp_own + row;
 
@@ -1169,6 +1227,7 @@ int tcx_tcorex_evaluate(tcx_ctx *ctx, tcx_tcorex_plan *plan, double eps,
                        &scalars[SLOT_L1], &scalars[SLOT_L2], NULL);
   else
     TCX_TRY(matrix_penalty(ctx, plan, mode, scalars, &replicated_l2));
+  plan->dp_in_float = plan->single && eps == 0.0;
   for (int t = 0; t < nt; t++)
     scalars[SLOT_LOG_E] += period_pass(plan, t, eps, grad);
   if (grad)
