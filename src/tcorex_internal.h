@@ -78,6 +78,12 @@ typedef struct tcx_tcorex_plan {
   double *dp_own;      /* [nt, m, n_local] df_t/dP'_t */
   float *dp_own32;     /* [nt, m, n_local] dP' rounded to float (single,
                           unweighted), or NULL */
+  float *p_own32;      /* [nt, m, n_local] P'_t (P_t weighted) rounded to
+                          float by the forward pass (single), or NULL */
+  float *gram32;       /* [m, m] an m x m factor of a product in float */
+  float *work_mm32;    /* [m, m] one tile's B sqrt(g) (B sqrt(g))^T */
+  float *work_b32;     /* [m, n_local] B, then B sqrt(g), in float */
+  float *work_gb32;    /* [m, n_local] G'B in float */
   int dp_in_float;     /* this evaluation keeps dP and dP' only in float:
                           precision single at eps = 0, where the gradient
                           needs them only in the float products */

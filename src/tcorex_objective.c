@@ -260,6 +260,15 @@ int tcx_tcorex_plan_create(tcx_ctx *ctx, const tcx_tcorex_options *options,
   if (p->single) {
     TCX_TRY(tcx_calloc(ctx, m * nl, sizeof(double), "gradient work space",
                        &p->work_dp));
+    TCX_TRY(tcx_calloc(ctx, per_period, sizeof(float),
+                       "single-precision cross moments", &p->p_own32));
+    TCX_TRY(tcx_calloc(ctx, m * m, sizeof(float), "work space", &p->gram32));
+    TCX_TRY(tcx_calloc(ctx, m * m, sizeof(float), "work space",
+                       &p->work_mm32));
+    TCX_TRY(tcx_calloc(ctx, m * nl, sizeof(float), "work space",
+                       &p->work_b32));
+    TCX_TRY(tcx_calloc(ctx, m * nl, sizeof(float), "work space",
+                       &p->work_gb32));
     if (!p->weighted)
       TCX_TRY(tcx_calloc(ctx, per_period, sizeof(float),
                          "single-precision gradient work space",
@@ -330,6 +339,11 @@ void tcx_tcorex_plan_destroy(tcx_tcorex_plan **plan)
   free(p->work_dp_own);
   free(p->work_dp);
   free(p->dp_own32);
+  free(p->p_own32);
+  free(p->gram32);
+  free(p->work_mm32);
+  free(p->work_b32);
+  free(p->work_gb32);
   free(p->vec_r);
   free(p->vec_inv);
   free(p->vec_e);
@@ -824,6 +838,7 @@ typedef struct period_state {
   float *dp32;            /* dP_t rounded to float (single), or NULL */
   float *dp_own32;        /* dP'_t rounded to float (single, unweighted), or
                              NULL */
+  float *p_own32;         /* P'_t rounded to float (single), or NULL */
 } period_state;
 
 /* Forward pass on columns i0 .. i1 - 1: B, G'B, e_i and g_i = 1/2 / e_i
@@ -838,9 +853,26 @@ static double tile_forward(tcx_tcorex_plan *plan, int t,
 
   period_r(plan, t, i0, i1);
   period_factors(plan, t, i0, i1, 1, b);
-  cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m,
-              (int)(i1 - i0), (int)m, 1.0, ps->gram_own, (int)m, b + i0,
-              (int)nl, 0.0, gb + i0, (int)nl);
+  if (plan->single) {
+    /* G'B in float, with G' in gram32 (set by period_pass()). */
+    float *b32 = plan->work_b32, *gb32 = plan->work_gb32;
+
+    for (int64_t j = 0; j < m; j++)
+      for (int64_t i = i0; i < i1; i++)
+        b32[j * nl + i] = (float)b[j * nl + i];
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m,
+                (int)(i1 - i0), (int)m, 1.0f, plan->gram32, (int)m, b32 + i0,
+                (int)nl, 0.0f, gb32 + i0, (int)nl);
+    for (int64_t j = 0; j < m; j++)
+      for (int64_t i = i0; i < i1; i++) {
+        gb[j * nl + i] = (double)gb32[j * nl + i];
+        ps->p_own32[j * nl + i] = (float)ps->p_own[j * nl + i];
+      }
+  } else {
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m,
+                (int)(i1 - i0), (int)m, 1.0, ps->gram_own, (int)m, b + i0,
+                (int)nl, 0.0, gb + i0, (int)nl);
+  }
   for (int64_t i = i0; i < i1; i++)
     e[i] = ps->a2 * ps->square[i] + ps->e2;
   for (int64_t j = 0; j < m; j++)
@@ -923,9 +955,25 @@ static void tile_backward(tcx_tcorex_plan *plan, const period_state *ps,
                    ps->p_own + j * nl + i0, g, root_g,
                    plan->work_gb + j * nl + i0, ps->dp_own + j * nl + i0,
                    plan->work_scaled + j * nl + i0);
-  cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, (int)m, (int)width,
-              1.0, plan->work_scaled + i0, (int)nl, first_tile ? 0.0 : 1.0,
-              ps->dgram, (int)m);
+  if (plan->single) {
+    /* One tile's B sqrt(g) (B sqrt(g))^T in float, added to dG' in
+     * double. */
+    float *bs32 = plan->work_b32, *mm32 = plan->work_mm32;
+
+    for (int64_t j = 0; j < m; j++)
+      for (int64_t i = i0; i < i1; i++)
+        bs32[j * nl + i] = (float)plan->work_scaled[j * nl + i];
+    cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, (int)m, (int)width,
+                1.0f, bs32 + i0, (int)nl, 0.0f, mm32, (int)m);
+    for (int64_t j = 0; j < m; j++)
+      for (int64_t k = j; k < m; k++)
+        ps->dgram[j * m + k] = (first_tile ? 0.0 : ps->dgram[j * m + k]) +
+                               (double)mm32[j * m + k];
+  } else {
+    cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, (int)m, (int)width,
+                1.0, plan->work_scaled + i0, (int)nl, first_tile ? 0.0 : 1.0,
+                ps->dgram, (int)m);
+  }
 
   /* B = s F: ds_j gets sum_i dB F = sqrt(z2_j) sum_i dB B, dF = s dB (+ the
    * Sigma regulariser's dF) replaces dB, and dr_i = -sum_j dF F / (1 + r_i). */
@@ -1030,6 +1078,10 @@ static double period_pass(tcx_tcorex_plan *plan, int t, double eps, int grad)
   ps.ds = plan->reduce2 + ds_offset(plan) + t * m;
   ps.dp32 = plan->single ? plan->factors32 + t * m * nl : NULL;
   ps.dp_own32 = plan->dp_own32 ? plan->dp_own32 + t * m * nl : NULL;
+  ps.p_own32 = plan->single ? plan->p_own32 + t * m * nl : NULL;
+  if (plan->single)
+    for (int64_t k = 0; k < m * m; k++)
+      plan->gram32[k] = (float)ps.gram_own[k];
 
   for (int64_t i0 = 0; i0 < nl; i0 += tile) {
     const int64_t i1 = i0 + tile < nl ? i0 + tile : nl;
@@ -1139,11 +1191,22 @@ static void assemble_gradient(tcx_tcorex_plan *plan, double eps, double scale,
       }
     }
   }
-  /* In single precision the product Phi^T X^w stays in factors32 and is
-   * added row by row below. */
-  if (plan->single)
+  /* In single precision Phi^T X^w + (2 / a2) dG' P' is summed in float in
+   * factors32 and widened row by row below. */
+  if (plan->single) {
     factors_times_data32(plan, plan->scaled);
-  for (int t = 0; t < nt; t++) {
+    for (int t = 0; t < nt; t++) {
+      const double *dgram = plan->reduce2 + dgram_offset(plan) + t * m * m;
+
+      for (int64_t k = 0; k < m * m; k++)
+        plan->gram32[k] = (float)(2.0 / a2 * dgram[k]);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)nl,
+                  (int)m, 1.0f, plan->gram32, (int)m,
+                  plan->p_own32 + t * m * nl, (int)nl, 1.0f,
+                  plan->factors32 + t * m * nl, (int)nl);
+    }
+  }
+  for (int t = 0; t < nt && !plan->single; t++) {
     const double *dgram = plan->reduce2 + dgram_offset(plan) + t * m * m;
     const double *p_own =
         plan->weighted ? plan->p_window + t * m * nl : plan->p_own + t * m * nl;
@@ -1172,7 +1235,7 @@ static void assemble_gradient(tcx_tcorex_plan *plan, double eps, double scale,
         const double phiw = scale * a2;
 
         for (int64_t i = 0; i < nl; i++)
-          g_row[i] += phiw * (double)phi_x[i];
+          g_row[i] = phiw * (double)phi_x[i];
       }
       if (e2 > 0.0)
         for (int64_t i = 0; i < nl; i++)
