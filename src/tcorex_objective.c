@@ -675,26 +675,50 @@ static void difference_penalty(int nt, int64_t count, const double *matrices,
                                double scale, double *l1_sum, double *l2_sum,
                                double *grad)
 {
+  /* Columns in chunks, periods inside, so that M_{t+1} is still in cache
+   * as M_t of the next period; eight partial sums per chunk. */
+  enum { CHUNK = 1024, LANES = 8 };
   const double l1_grad = with_l1 ? l1 : 0.0;
   double sum1 = 0.0, sum2 = 0.0;
 
-  for (int t = 0; t < nt; t++) {
-    const double *mt = matrices + t * count;
-    const double *previous = t > 0 ? mt - count : NULL;
-    const double *next = t + 1 < nt ? mt + count : NULL;
-    double *g = grad ? grad + t * count : NULL;
+  for (int64_t k0 = 0; k0 < count; k0 += CHUNK) {
+    const int64_t k1 = k0 + CHUNK < count ? k0 + CHUNK : count;
 
-    for (int64_t k = 0; k < count; k++) {
-      const double d_next = next ? next[k] - mt[k] : 0.0;
+    for (int t = 0; t < nt; t++) {
+      const double *mt = matrices + t * count;
+      const double *previous = t > 0 ? mt - count : NULL;
+      const double *next = t + 1 < nt ? mt + count : NULL;
+      double *g = grad ? grad + t * count : NULL;
+      double part1[LANES] = {0.0}, part2[LANES] = {0.0};
+      int64_t k = k0;
 
-      sum1 += fabs(d_next);
-      sum2 += d_next * d_next;
-      if (g) {
-        const double d_previous = previous ? mt[k] - previous[k] : 0.0;
+      if (next) {
+        for (; k + LANES <= k1; k += LANES)
+          for (int lane = 0; lane < LANES; lane++) {
+            const double d = next[k + lane] - mt[k + lane];
 
-        g[k] = scale * (penalty_derivative(d_previous, l1_grad, l2) -
-                        penalty_derivative(d_next, l1_grad, l2));
+            part1[lane] += fabs(d);
+            part2[lane] += d * d;
+          }
+        for (; k < k1; k++) {
+          const double d = next[k] - mt[k];
+
+          part1[0] += fabs(d);
+          part2[0] += d * d;
+        }
+        for (int lane = 0; lane < LANES; lane++) {
+          sum1 += part1[lane];
+          sum2 += part2[lane];
+        }
       }
+      if (g)
+        for (k = k0; k < k1; k++) {
+          const double d_next = next ? next[k] - mt[k] : 0.0;
+          const double d_previous = previous ? mt[k] - previous[k] : 0.0;
+
+          g[k] = scale * (penalty_derivative(d_previous, l1_grad, l2) -
+                          penalty_derivative(d_next, l1_grad, l2));
+        }
     }
   }
   *l1_sum += sum1;
@@ -1218,12 +1242,14 @@ static void assemble_gradient(tcx_tcorex_plan *plan, double eps, double scale,
   if (!plan->single)
     factors_times_data(plan, scale * a2, plan->scaled, 1.0, gradient);
 
-  for (int t = 0; t < nt; t++) {
-    const double *ds = plan->reduce2 + ds_offset(plan) + t * m;
-    const double *p = plan->p_window + t * m * nl;
-    const double *dp = plan->dp_window + t * m * nl;
-
-    for (int64_t j = 0; j < m; j++) {
+  /* Row j of every period in turn: the penalty reads row j of W_{t-1}, W_t
+   * and W_{t+1}, which the previous rows of the sweep have brought into
+   * cache. */
+  for (int64_t j = 0; j < m; j++)
+    for (int t = 0; t < nt; t++) {
+      const double *ds = plan->reduce2 + ds_offset(plan) + t * m;
+      const double *p = plan->p_window + t * m * nl;
+      const double *dp = plan->dp_window + t * m * nl;
       const int64_t row = (t * m + j) * nl;
       const double z2 = plan->z2[t * m + j];
       const double dz2 = 0.5 / z2 - 0.5 * ds[j] / (z2 * sqrt(z2));
@@ -1254,7 +1280,6 @@ static void assemble_gradient(tcx_tcorex_plan *plan, double eps, double scale,
                     t > 0 ? weights + row - m * nl : NULL, weights + row,
                     t + 1 < nt ? weights + row + m * nl : NULL, g_row);
     }
-  }
 }
 
 int tcx_tcorex_evaluate(tcx_ctx *ctx, tcx_tcorex_plan *plan, double eps,
