@@ -191,8 +191,8 @@ cleanup:
 }
 
 /* Times evaluations of the objective with gradient at eps = 0 on the
- * benchmark's training data, for double and single precision, batched and
- * per window. Weights are small deterministic values, the same for every
+ * benchmark's training data, for double (unless only_single) and single
+ * precision, batched and per window. Weights are small deterministic values, the same for every
  * rank count. */
 static int bench_evaluations(tcx_ctx *ctx, int64_t p, int64_t repeats,
                              int only_single)

@@ -368,8 +368,8 @@ static void symmetrize_upper(int64_t m, double *a)
 
 /* Computes this rank's part of X^w_t S_t^T for every t from factors S
  * [nt, m, n_local] into out, in the layout of Y^w. In single precision the
- * factors are rounded to float (unless rounded says that factors32 already
- * holds them so) and the float product is widened to double. */
+ * factors are rounded to float, unless rounded is nonzero because factors32
+ * already contains them, and the float product is widened to double. */
 static void data_times_factors(tcx_tcorex_plan *plan, const double *factors,
                                int rounded, double *out)
 {
@@ -676,7 +676,8 @@ static void difference_penalty(int nt, int64_t count, const double *matrices,
                                double *grad)
 {
   /* Columns in chunks, periods inside, so that M_{t+1} is still in cache
-   * as M_t of the next period; eight partial sums per chunk. */
+   * as M_t of the next period. Eight partial sums per chunk shorten the
+   * chain of additions. */
   enum { CHUNK = 1024, LANES = 8 };
   const double l1_grad = with_l1 ? l1 : 0.0;
   double sum1 = 0.0, sum2 = 0.0;
@@ -1153,7 +1154,7 @@ static void local_back_projections(tcx_tcorex_plan *plan)
 }
 
 /* Adds scale times the derivative of l1 |D|_1 + l2 |D|_F^2 with respect to
- * w, for D = w - w_prev and D = w_next - w, to one row g of n entries;
+ * w, for D = w - w_prev and D = w_next - w, to one row g of n entries.
  * w_prev or w_next is NULL at the ends. sign(0) = 0. */
 TCX_VECTORIZE static void penalty_row(int64_t n, double scale, double l1,
                                       double l2, const double *restrict w_prev,
@@ -1183,7 +1184,7 @@ TCX_VECTORIZE static void penalty_row(int64_t n, double scale, double l1,
  * Phi = c o (X^w dP^T), plus (x_t dP'^T) / n_t on period t's own rows.
  * With weights (reg W) it adds scale times the gradient of the difference
  * penalty on weights, without its l1 part unless with_l1. The GEMMs write
- * the gradient first; then one sweep per row adds the elementwise terms
+ * the gradient first. Then one sweep per row adds the elementwise terms
  * while the row is in cache. */
 static void assemble_gradient(tcx_tcorex_plan *plan, double eps, double scale,
                               const double *weights, int with_l1,
