@@ -6,9 +6,11 @@
  *          [--init-iterations K] [--tol E] [--window L]
  *          [--no-anneal] [--no-reanneal] [--single] [--fista] [--verbose]
  *          P [P ...]
- *        mpirun -n N tcorex_bench_tcorex --evaluations P
- * The second form times single evaluations with gradient: double and single
- * precision, batched GEMMs and one GEMM per window.
+ *        mpirun -n N tcorex_bench_tcorex [--single] [--repeats R]
+ *          --evaluations P
+ * The second form times R (10) evaluations with gradient: double and single
+ * precision (only single with --single), batched GEMMs and one GEMM per
+ * window.
  * Settings: nt = 10 periods of 16 samples, m = min(p / 16, 64), l1 = 0.1,
  * gamma = 0.8, annealing on, initialised from linear CorEx, 500 test rows
  * per period. The flags change the fit options of the P that follow them.
@@ -81,6 +83,7 @@ typedef struct bench_settings {
   int64_t init_iterations; /* init_max_iter, 0: iterations */
   tcx_tcorex_optimizer optimizer;
   tcx_tcorex_precision precision;
+  int64_t eval_repeats; /* evaluations timed per variant */
 } bench_settings;
 
 /* Returns the CPU seconds (user and system) of this process so far. */
@@ -188,10 +191,11 @@ cleanup:
 }
 
 /* Times evaluations of the objective with gradient at eps = 0 on the
- * benchmark's training data, for double and single precision, batched and
- * per window. Weights are small deterministic values, the same for every
+ * benchmark's training data, for double (unless only_single) and single
+ * precision, batched and per window. Weights are small deterministic values, the same for every
  * rank count. */
-static int bench_evaluations(tcx_ctx *ctx, int64_t p, int64_t repeats)
+static int bench_evaluations(tcx_ctx *ctx, int64_t p, int64_t repeats,
+                             int only_single)
 {
   const int size = tcx_ctx_size(ctx), rank = tcx_ctx_rank(ctx);
   const int64_t m = p / 16 < 1 ? 1 : (p / 16 > 64 ? 64 : p / 16);
@@ -230,7 +234,7 @@ static int bench_evaluations(tcx_ctx *ctx, int64_t p, int64_t repeats)
             sqrt((double)p);
   TCX_TRY(tcx_tcorex_standardize(ctx, &options, train, mean, std, &x));
 
-  for (int single = 0; single <= 1; single++)
+  for (int single = only_single; single <= 1; single++)
     for (int batched = 1; batched >= 0; batched--) {
       double start, seconds, cpu, cpu_max = 0.0, flops;
 
@@ -276,7 +280,7 @@ int main(int argc, char **argv)
 {
   tcx_ctx *ctx = NULL;
   bench_settings settings = {100, 1e-5, 50, 1, 1, 0, TCX_TCOREX_ADAM,
-                             TCX_TCOREX_DOUBLE};
+                             TCX_TCOREX_DOUBLE, 10};
   int fit_header = 0, rc = TCX_OK;
 
   MPI_Init(&argc, &argv);
@@ -288,6 +292,8 @@ int main(int argc, char **argv)
       settings.iterations = atoll(argv[++k]);
     else if (strcmp(argv[k], "--init-iterations") == 0 && k + 1 < argc)
       settings.init_iterations = atoll(argv[++k]);
+    else if (strcmp(argv[k], "--repeats") == 0 && k + 1 < argc)
+      settings.eval_repeats = atoll(argv[++k]);
     else if (strcmp(argv[k], "--window") == 0 && k + 1 < argc)
       settings.window = atoll(argv[++k]);
     else if (strcmp(argv[k], "--tol") == 0 && k + 1 < argc)
@@ -305,7 +311,9 @@ int main(int argc, char **argv)
         printf("%7s %5s %4s %9s %8s %10s %10s %9s %14s\n", "p", "ranks", "m",
                "precision", "batched", "s/eval", "CPU s/eval", "GFLOP/s",
                "objective");
-      rc = bench_evaluations(ctx, atoll(argv[++k]), 10);
+      rc = bench_evaluations(
+          ctx, atoll(argv[++k]), settings.eval_repeats,
+          settings.precision == TCX_TCOREX_SINGLE);
     } else if (strcmp(argv[k], "--verbose") == 0)
       tcx_ctx_set_log_level(ctx, TCX_LOG_PROGRESS);
     else {

@@ -16,20 +16,21 @@ void tcx_adam_step(tcx_adam *adam, int64_t n, double *x, const double *grad,
 {
   const double beta1 = adam->beta1;
   const double beta2 = adam->beta2;
-  double correction1, correction2;
+  double rate, inv_correction2;
 
+  /* The bias corrections enter as one scale of the rate and one factor
+   * under the root, so that an entry costs one division and one root. */
   adam->step++;
-  correction1 = 1.0 - pow(beta1, (double)adam->step);
-  correction2 = 1.0 - pow(beta2, (double)adam->step);
+  rate = adam->learning_rate / (1.0 - pow(beta1, (double)adam->step));
+  inv_correction2 = 1.0 / (1.0 - pow(beta2, (double)adam->step));
   for (int64_t k = 0; k < n; k++) {
     const double g = grad[k];
-    double m_hat, v_hat;
+    const double m = beta1 * first_moment[k] + (1.0 - beta1) * g;
+    const double v = beta2 * second_moment[k] + (1.0 - beta2) * g * g;
 
-    first_moment[k] = beta1 * first_moment[k] + (1.0 - beta1) * g;
-    second_moment[k] = beta2 * second_moment[k] + (1.0 - beta2) * g * g;
-    m_hat = first_moment[k] / correction1;
-    v_hat = second_moment[k] / correction2;
-    x[k] -= adam->learning_rate * m_hat / (sqrt(v_hat) + adam->epsilon);
+    first_moment[k] = m;
+    second_moment[k] = v;
+    x[k] -= rate * m / (sqrt(v * inv_correction2) + adam->epsilon);
   }
 }
 

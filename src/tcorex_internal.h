@@ -76,13 +76,27 @@ typedef struct tcx_tcorex_plan {
   double *p_own;       /* [nt, m, n_local] P'_t = W_t C_t (unweighted) */
   double *dp_window;   /* [nt, m, n_local] df_t/dP_t */
   double *dp_own;      /* [nt, m, n_local] df_t/dP'_t */
+  float *dp_own32;     /* [nt, m, n_local] dP' rounded to float (single,
+                          unweighted), or NULL */
+  float *p_own32;      /* [nt, m, n_local] P'_t (P_t weighted) rounded to
+                          float by the forward pass (single), or NULL */
+  float *gram32;       /* [m, m] an m x m factor of a product in float */
+  float *work_mm32;    /* [m, m] one tile's B sqrt(g) (B sqrt(g))^T */
+  float *work_b32;     /* [m, n_local] B, then B sqrt(g), in float */
+  float *work_gb32;    /* [m, n_local] G'B in float */
+  int dp_in_float;     /* this evaluation keeps dP and dP' only in float:
+                          precision single at eps = 0, where the gradient
+                          needs them only in the float products */
   double *reg_matrix;  /* [nt, m, n_local] MI_t or F_t (reg MI, SIGMA) */
   double *reg_grad;    /* [nt, m, n_local] nt p d reg / d reg_matrix */
   double *sigma_gram;  /* [2 nt - 1, m, m] F_t F_t^T, F_t F_{t+1}^T */
   double *work_b;      /* [m, n_local] B */
   double *work_gb;     /* [m, n_local] G' B, then dB, then dF */
-  double *work_dp_own; /* [m, n_local] dP' (weighted objective) */
+  double *work_dp_own; /* [m, n_local] dP' (weighted objective, or with
+                          dp_in_float) */
+  double *work_dp;     /* [m, n_local] dP with dp_in_float (single) */
   double *work_scaled; /* [m, n_local] B o sqrt(g) */
+  double *work_q;      /* [m, n_local] 1 / clamp(1 - R^2, 1e-8, 1) */
   double *vec_r;       /* [n_local] r_i */
   double *vec_inv;     /* [n_local] 1 / (1 + r_i) */
   double *vec_e;       /* [n_local] e_i, then g_i */

@@ -253,9 +253,26 @@ int tcx_tcorex_plan_create(tcx_ctx *ctx, const tcx_tcorex_options *options,
                        &p->p_own));
     TCX_TRY(tcx_calloc(ctx, per_period, sizeof(double), "gradient work space",
                        &p->dp_own));
-  } else {
+  }
+  if (p->weighted || p->single)
     TCX_TRY(tcx_calloc(ctx, m * nl, sizeof(double), "gradient work space",
                        &p->work_dp_own));
+  if (p->single) {
+    TCX_TRY(tcx_calloc(ctx, m * nl, sizeof(double), "gradient work space",
+                       &p->work_dp));
+    TCX_TRY(tcx_calloc(ctx, per_period, sizeof(float),
+                       "single-precision cross moments", &p->p_own32));
+    TCX_TRY(tcx_calloc(ctx, m * m, sizeof(float), "work space", &p->gram32));
+    TCX_TRY(tcx_calloc(ctx, m * m, sizeof(float), "work space",
+                       &p->work_mm32));
+    TCX_TRY(tcx_calloc(ctx, m * nl, sizeof(float), "work space",
+                       &p->work_b32));
+    TCX_TRY(tcx_calloc(ctx, m * nl, sizeof(float), "work space",
+                       &p->work_gb32));
+    if (!p->weighted)
+      TCX_TRY(tcx_calloc(ctx, per_period, sizeof(float),
+                         "single-precision gradient work space",
+                         &p->dp_own32));
   }
   if (p->reg_type != TCX_TCOREX_REG_W) {
     TCX_TRY(tcx_calloc(ctx, per_period, sizeof(double), "regulariser",
@@ -273,6 +290,7 @@ int tcx_tcorex_plan_create(tcx_ctx *ctx, const tcx_tcorex_options *options,
   TCX_TRY(tcx_calloc(ctx, m * nl, sizeof(double), "work space", &p->work_gb));
   TCX_TRY(tcx_calloc(ctx, m * nl, sizeof(double), "work space",
                      &p->work_scaled));
+  TCX_TRY(tcx_calloc(ctx, m * nl, sizeof(double), "work space", &p->work_q));
   TCX_TRY(tcx_calloc(ctx, nl, sizeof(double), "work space", &p->vec_r));
   TCX_TRY(tcx_calloc(ctx, nl, sizeof(double), "work space", &p->vec_inv));
   TCX_TRY(tcx_calloc(ctx, nl, sizeof(double), "work space", &p->vec_e));
@@ -317,7 +335,15 @@ void tcx_tcorex_plan_destroy(tcx_tcorex_plan **plan)
   free(p->work_b);
   free(p->work_gb);
   free(p->work_scaled);
+  free(p->work_q);
   free(p->work_dp_own);
+  free(p->work_dp);
+  free(p->dp_own32);
+  free(p->p_own32);
+  free(p->gram32);
+  free(p->work_mm32);
+  free(p->work_b32);
+  free(p->work_gb32);
   free(p->vec_r);
   free(p->vec_inv);
   free(p->vec_e);
@@ -342,9 +368,10 @@ static void symmetrize_upper(int64_t m, double *a)
 
 /* Computes this rank's part of X^w_t S_t^T for every t from factors S
  * [nt, m, n_local] into out, in the layout of Y^w. In single precision the
- * factors are rounded to float and the float product is widened to double. */
+ * factors are rounded to float, unless rounded is nonzero because factors32
+ * already contains them, and the float product is widened to double. */
 static void data_times_factors(tcx_tcorex_plan *plan, const double *factors,
-                               double *out)
+                               int rounded, double *out)
 {
   const int64_t m = plan->m, nl = plan->n_local;
   const int nt = plan->nt;
@@ -352,8 +379,9 @@ static void data_times_factors(tcx_tcorex_plan *plan, const double *factors,
   if (plan->single) {
     float *factors32 = plan->factors32, *out32 = plan->y32;
 
-    for (int64_t k = 0; k < nt * m * nl; k++)
-      factors32[k] = (float)factors[k];
+    if (!rounded)
+      for (int64_t k = 0; k < nt * m * nl; k++)
+        factors32[k] = (float)factors[k];
     if (plan->batched) {
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)plan->n_rows,
                   (int)(nt * m), (int)nl, 1.0f, plan->x32, (int)nl, factors32,
@@ -384,6 +412,29 @@ static void data_times_factors(tcx_tcorex_plan *plan, const double *factors,
   }
 }
 
+/* Single precision: computes A_t^T X^w_t for every t in float into
+ * factors32 [nt, m, n_local], with A in the layout of Y^w rounded to float. */
+static void factors_times_data32(tcx_tcorex_plan *plan, const double *a)
+{
+  const int64_t m = plan->m, nl = plan->n_local, ld = plan->y_ld;
+  const int nt = plan->nt;
+  float *a32 = plan->y32, *out32 = plan->factors32;
+
+  for (int64_t k = 0; k < plan->y_count; k++)
+    a32[k] = (float)a[k];
+  if (plan->batched) {
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)(nt * m),
+                (int)nl, (int)plan->n_rows, 1.0f, a32, (int)ld, plan->x32,
+                (int)nl, 0.0f, out32, (int)nl);
+  } else {
+    for (int t = 0; t < nt; t++)
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)m, (int)nl,
+                  (int)window_rows(plan, t), 1.0f, a32 + plan->y_offset[t],
+                  (int)ld, plan->x32 + window_row_begin(plan, t) * nl,
+                  (int)nl, 0.0f, out32 + t * m * nl, (int)nl);
+  }
+}
+
 /* Computes out_t = alpha A_t^T X^w_t + beta out_t for every t, with A in
  * the layout of Y^w and out [nt, m, n_local]. out is not read when beta is
  * 0. In single precision A is rounded to float and the float product is
@@ -395,21 +446,9 @@ static void factors_times_data(tcx_tcorex_plan *plan, double alpha,
   const int nt = plan->nt;
 
   if (plan->single) {
-    float *a32 = plan->y32, *out32 = plan->factors32;
+    const float *out32 = plan->factors32;
 
-    for (int64_t k = 0; k < plan->y_count; k++)
-      a32[k] = (float)a[k];
-    if (plan->batched) {
-      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)(nt * m),
-                  (int)nl, (int)plan->n_rows, 1.0f, a32, (int)ld, plan->x32,
-                  (int)nl, 0.0f, out32, (int)nl);
-    } else {
-      for (int t = 0; t < nt; t++)
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)m, (int)nl,
-                    (int)window_rows(plan, t), 1.0f, a32 + plan->y_offset[t],
-                    (int)ld, plan->x32 + window_row_begin(plan, t) * nl,
-                    (int)nl, 0.0f, out32 + t * m * nl, (int)nl);
-    }
+    factors_times_data32(plan, a);
     if (beta == 0.0)
       for (int64_t k = 0; k < nt * m * nl; k++)
         out[k] = alpha * (double)out32[k];
@@ -440,7 +479,7 @@ static int64_t local_projections(tcx_tcorex_plan *plan, double eps,
   const int nt = plan->nt;
   double *y = plan->reduce1;
 
-  data_times_factors(plan, weights, y);
+  data_times_factors(plan, weights, 0, y);
   if (eps == 0.0)
     return plan->y_count;
   for (int t = 0; t < nt; t++) {
@@ -538,41 +577,39 @@ static void cross_moments(tcx_tcorex_plan *plan, double eps,
 }
 
 /* Adds sum over one row j of R^2 / clamp(1 - R^2, 1e-8, 1 - 1e-8), R = p s,
- * to r. */
+ * to r, and writes 1 / clamp(1 - R^2, 1e-8, 1) to q. Where 1 - R^2 < 1 -
+ * 1e-8 both clamps give the same divisor, so one division serves both. */
 TCX_VECTORIZE static void r_row(int64_t n, double s, const double *restrict p,
-                                double *restrict r)
+                                double *restrict r, double *restrict q)
 {
   const double low = TCX_TCOREX_CLAMP, high = 1.0 - TCX_TCOREX_CLAMP;
+  const double inv_high = 1.0 / high;
 
   for (int64_t i = 0; i < n; i++) {
     const double rr = p[i] * s;
     const double kappa = 1.0 - rr * rr;
-    const double q2 = kappa > low ? kappa : low;
-    const double q1 = q2 < high ? q2 : high;
+    const double inv_q2 = 1.0 / (kappa > low ? kappa : low);
+    const double inv_q1 = kappa < high ? inv_q2 : inv_high;
 
-    r[i] += rr * rr / q1;
+    q[i] = inv_q2;
+    r[i] += rr * rr * inv_q1;
   }
 }
 
-/* Writes one row of scale R / clamp(1 - R^2, 1e-8, 1) / (1 + r). */
+/* Writes one row of scale R / clamp(1 - R^2, 1e-8, 1) / (1 + r), with the
+ * inverse divisor q from r_row(). */
 TCX_VECTORIZE static void factor_row(int64_t n, double s, double scale,
                                      const double *restrict p,
                                      const double *restrict inv,
+                                     const double *restrict q,
                                      double *restrict f)
 {
-  const double low = TCX_TCOREX_CLAMP;
-
-  for (int64_t i = 0; i < n; i++) {
-    const double rr = p[i] * s;
-    const double kappa = 1.0 - rr * rr;
-    const double q2 = kappa > low ? kappa : low;
-
-    f[i] = scale * rr / q2 * inv[i];
-  }
+  for (int64_t i = 0; i < n; i++)
+    f[i] = scale * p[i] * s * q[i] * inv[i];
 }
 
 /* Computes r_i and 1 / (1 + r_i) of period t for columns i0 .. i1 - 1 into
- * vec_r and vec_inv. */
+ * vec_r and vec_inv, and 1 / clamp(1 - R^2, 1e-8, 1) into work_q. */
 static void period_r(tcx_tcorex_plan *plan, int t, int64_t i0, int64_t i1)
 {
   const int64_t m = plan->m, nl = plan->n_local;
@@ -582,7 +619,8 @@ static void period_r(tcx_tcorex_plan *plan, int t, int64_t i0, int64_t i1)
   for (int64_t i = i0; i < i1; i++)
     r[i] = 0.0;
   for (int64_t j = 0; j < m; j++)
-    r_row(i1 - i0, 1.0 / sqrt(plan->z2[t * m + j]), p + j * nl + i0, r + i0);
+    r_row(i1 - i0, 1.0 / sqrt(plan->z2[t * m + j]), p + j * nl + i0, r + i0,
+          plan->work_q + j * nl + i0);
   for (int64_t i = i0; i < i1; i++)
     plan->vec_inv[i] = 1.0 / (1.0 + r[i]);
 }
@@ -600,7 +638,8 @@ static void period_factors(const tcx_tcorex_plan *plan, int t, int64_t i0,
     const double s = 1.0 / sqrt(plan->z2[t * m + j]);
 
     factor_row(i1 - i0, s, scaled ? s : 1.0, p + j * nl + i0,
-               plan->vec_inv + i0, factors + j * nl + i0);
+               plan->vec_inv + i0, plan->work_q + j * nl + i0,
+               factors + j * nl + i0);
   }
 }
 
@@ -636,26 +675,51 @@ static void difference_penalty(int nt, int64_t count, const double *matrices,
                                double scale, double *l1_sum, double *l2_sum,
                                double *grad)
 {
+  /* Columns in chunks, periods inside, so that M_{t+1} is still in cache
+   * as M_t of the next period. Eight partial sums per chunk shorten the
+   * chain of additions. */
+  enum { CHUNK = 1024, LANES = 8 };
   const double l1_grad = with_l1 ? l1 : 0.0;
   double sum1 = 0.0, sum2 = 0.0;
 
-  for (int t = 0; t < nt; t++) {
-    const double *mt = matrices + t * count;
-    const double *previous = t > 0 ? mt - count : NULL;
-    const double *next = t + 1 < nt ? mt + count : NULL;
-    double *g = grad ? grad + t * count : NULL;
+  for (int64_t k0 = 0; k0 < count; k0 += CHUNK) {
+    const int64_t k1 = k0 + CHUNK < count ? k0 + CHUNK : count;
 
-    for (int64_t k = 0; k < count; k++) {
-      const double d_next = next ? next[k] - mt[k] : 0.0;
+    for (int t = 0; t < nt; t++) {
+      const double *mt = matrices + t * count;
+      const double *previous = t > 0 ? mt - count : NULL;
+      const double *next = t + 1 < nt ? mt + count : NULL;
+      double *g = grad ? grad + t * count : NULL;
+      double part1[LANES] = {0.0}, part2[LANES] = {0.0};
+      int64_t k = k0;
 
-      sum1 += fabs(d_next);
-      sum2 += d_next * d_next;
-      if (g) {
-        const double d_previous = previous ? mt[k] - previous[k] : 0.0;
+      if (next) {
+        for (; k + LANES <= k1; k += LANES)
+          for (int lane = 0; lane < LANES; lane++) {
+            const double d = next[k + lane] - mt[k + lane];
 
-        g[k] = scale * (penalty_derivative(d_previous, l1_grad, l2) -
-                        penalty_derivative(d_next, l1_grad, l2));
+            part1[lane] += fabs(d);
+            part2[lane] += d * d;
+          }
+        for (; k < k1; k++) {
+          const double d = next[k] - mt[k];
+
+          part1[0] += fabs(d);
+          part2[0] += d * d;
+        }
+        for (int lane = 0; lane < LANES; lane++) {
+          sum1 += part1[lane];
+          sum2 += part2[lane];
+        }
       }
+      if (g)
+        for (k = k0; k < k1; k++) {
+          const double d_next = next ? next[k] - mt[k] : 0.0;
+          const double d_previous = previous ? mt[k] - previous[k] : 0.0;
+
+          g[k] = scale * (penalty_derivative(d_previous, l1_grad, l2) -
+                          penalty_derivative(d_next, l1_grad, l2));
+        }
     }
   }
   *l1_sum += sum1;
@@ -796,6 +860,10 @@ typedef struct period_state {
   const double *z2;
   const double *dm;       /* nt p d reg / dM_t, or NULL */
   double *dp, *dp_own, *dgram, *ds;
+  float *dp32;            /* dP_t rounded to float (single), or NULL */
+  float *dp_own32;        /* dP'_t rounded to float (single, unweighted), or
+                             NULL */
+  float *p_own32;         /* P'_t rounded to float (single), or NULL */
 } period_state;
 
 /* Forward pass on columns i0 .. i1 - 1: B, G'B, e_i and g_i = 1/2 / e_i
@@ -810,9 +878,26 @@ static double tile_forward(tcx_tcorex_plan *plan, int t,
 
   period_r(plan, t, i0, i1);
   period_factors(plan, t, i0, i1, 1, b);
-  cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m,
-              (int)(i1 - i0), (int)m, 1.0, ps->gram_own, (int)m, b + i0,
-              (int)nl, 0.0, gb + i0, (int)nl);
+  if (plan->single) {
+    /* G'B in float, with G' in gram32 (set by period_pass()). */
+    float *b32 = plan->work_b32, *gb32 = plan->work_gb32;
+
+    for (int64_t j = 0; j < m; j++)
+      for (int64_t i = i0; i < i1; i++)
+        b32[j * nl + i] = (float)b[j * nl + i];
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m,
+                (int)(i1 - i0), (int)m, 1.0f, plan->gram32, (int)m, b32 + i0,
+                (int)nl, 0.0f, gb32 + i0, (int)nl);
+    for (int64_t j = 0; j < m; j++)
+      for (int64_t i = i0; i < i1; i++) {
+        gb[j * nl + i] = (double)gb32[j * nl + i];
+        ps->p_own32[j * nl + i] = (float)ps->p_own[j * nl + i];
+      }
+  } else {
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m,
+                (int)(i1 - i0), (int)m, 1.0, ps->gram_own, (int)m, b + i0,
+                (int)nl, 0.0, gb + i0, (int)nl);
+  }
   for (int64_t i = i0; i < i1; i++)
     e[i] = ps->a2 * ps->square[i] + ps->e2;
   for (int64_t j = 0; j < m; j++)
@@ -840,22 +925,24 @@ static void backward_b_row(int64_t n, const double *restrict b,
   }
 }
 
-/* One row j of dP = s dR with dR from dF (in df) and dr, over n columns. */
+/* One row j of dP = s dR with dR from dF (in df) and dr, over n columns,
+ * with the inverse divisor q from r_row(). */
 TCX_VECTORIZE static void backward_r_row(int64_t n, double s,
                                         const double *restrict p,
                                         const double *restrict df,
                                         const double *restrict inv,
                                         const double *restrict dr,
+                                        const double *restrict q,
                                         double *restrict dp)
 {
   const double low = TCX_TCOREX_CLAMP, high = 1.0 - TCX_TCOREX_CLAMP;
+  const double inv_high = 1.0 / high;
 
   for (int64_t i = 0; i < n; i++) {
     const double rr = p[i] * s;
     const double kappa = 1.0 - rr * rr;
-    const double q2 = kappa > low ? kappa : low;
-    const double q1 = q2 < high ? q2 : high;
-    const double inv_q1 = 1.0 / q1, inv_q2 = 1.0 / q2;
+    const double inv_q2 = q[i];
+    const double inv_q1 = kappa < high ? inv_q2 : inv_high;
     const double free1 = kappa > low && kappa < high ? 1.0 : 0.0;
     const double free2 = kappa > low && kappa < 1.0 ? 1.0 : 0.0;
     const double from_f =
@@ -893,9 +980,25 @@ static void tile_backward(tcx_tcorex_plan *plan, const period_state *ps,
                    ps->p_own + j * nl + i0, g, root_g,
                    plan->work_gb + j * nl + i0, ps->dp_own + j * nl + i0,
                    plan->work_scaled + j * nl + i0);
-  cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, (int)m, (int)width,
-              1.0, plan->work_scaled + i0, (int)nl, first_tile ? 0.0 : 1.0,
-              ps->dgram, (int)m);
+  if (plan->single) {
+    /* One tile's B sqrt(g) (B sqrt(g))^T in float, added to dG' in
+     * double. */
+    float *bs32 = plan->work_b32, *mm32 = plan->work_mm32;
+
+    for (int64_t j = 0; j < m; j++)
+      for (int64_t i = i0; i < i1; i++)
+        bs32[j * nl + i] = (float)plan->work_scaled[j * nl + i];
+    cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, (int)m, (int)width,
+                1.0f, bs32 + i0, (int)nl, 0.0f, mm32, (int)m);
+    for (int64_t j = 0; j < m; j++)
+      for (int64_t k = j; k < m; k++)
+        ps->dgram[j * m + k] = (first_tile ? 0.0 : ps->dgram[j * m + k]) +
+                               (double)mm32[j * m + k];
+  } else {
+    cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, (int)m, (int)width,
+                1.0, plan->work_scaled + i0, (int)nl, first_tile ? 0.0 : 1.0,
+                ps->dgram, (int)m);
+  }
 
   /* B = s F: ds_j gets sum_i dB F = sqrt(z2_j) sum_i dB B, dF = s dB (+ the
    * Sigma regulariser's dF) replaces dB, and dr_i = -sum_j dF F / (1 + r_i). */
@@ -926,7 +1029,7 @@ static void tile_backward(tcx_tcorex_plan *plan, const period_state *ps,
     const double *restrict dm = mi ? ps->dm + j * nl + i0 : NULL;
     double *restrict dp = ps->dp + j * nl + i0;
 
-    backward_r_row(width, s, p, gb, inv, dr, dp);
+    backward_r_row(width, s, p, gb, inv, dr, plan->work_q + j * nl + i0, dp);
     if (mi)
       for (int64_t i = 0; i < width; i++) {
         const double rr = p[i] * s;
@@ -944,12 +1047,30 @@ static void tile_backward(tcx_tcorex_plan *plan, const period_state *ps,
       for (int64_t i = 0; i < width; i++)
         dp[i] += dp_own[i];
     }
+  if (ps->dp32)
+    for (int64_t j = 0; j < m; j++) {
+      const double *restrict dp = ps->dp + j * nl + i0;
+      float *restrict dp32 = ps->dp32 + j * nl + i0;
+
+      for (int64_t i = 0; i < width; i++)
+        dp32[i] = (float)dp[i];
+    }
+  if (ps->dp_own32)
+    for (int64_t j = 0; j < m; j++) {
+      const double *restrict dp_own = ps->dp_own + j * nl + i0;
+      float *restrict dp_own32 = ps->dp_own32 + j * nl + i0;
+
+      for (int64_t i = 0; i < width; i++)
+        dp_own32[i] = (float)dp_own[i];
+    }
 }
 
 /* Forward pass of period t on this rank's columns: returns 1/2 sum_i log
  * max(e_i, 1e-8). With a gradient, also the backward pass: dP_t (plus dP'_t
  * with the weighted objective) into dp_window, dP'_t into dp_own, and the
- * partial sums dG'_t and ds_t into the second reduction buffer. Columns are
+ * partial sums dG'_t and ds_t into the second reduction buffer. In single
+ * precision dP_t also goes to factors32 and dP'_t to dp_own32 as floats, and
+ * with dp_in_float only there. Columns are
  * processed in tiles of about 128 KiB per m x tile array, so that the
  * elementwise passes over one tile stay in cache. */
 static double period_pass(tcx_tcorex_plan *plan, int t, double eps, int grad)
@@ -972,10 +1093,20 @@ static double period_pass(tcx_tcorex_plan *plan, int t, double eps, int grad)
   ps.z2 = plan->z2 + t * m;
   ps.dm = plan->reg_type == TCX_TCOREX_REG_W ? NULL
                                              : plan->reg_grad + t * m * nl;
-  ps.dp = plan->dp_window + t * m * nl;
-  ps.dp_own = plan->weighted ? plan->work_dp_own : plan->dp_own + t * m * nl;
+  /* With dp_in_float, dP and dP' live only in the tile's work space and
+   * leave it rounded to float. */
+  ps.dp = plan->dp_in_float ? plan->work_dp : plan->dp_window + t * m * nl;
+  ps.dp_own = plan->weighted || plan->dp_in_float
+                  ? plan->work_dp_own
+                  : plan->dp_own + t * m * nl;
   ps.dgram = plan->reduce2 + dgram_offset(plan) + t * m * m;
   ps.ds = plan->reduce2 + ds_offset(plan) + t * m;
+  ps.dp32 = plan->single ? plan->factors32 + t * m * nl : NULL;
+  ps.dp_own32 = plan->dp_own32 ? plan->dp_own32 + t * m * nl : NULL;
+  ps.p_own32 = plan->single ? plan->p_own32 + t * m * nl : NULL;
+  if (plan->single)
+    for (int64_t k = 0; k < m * m; k++)
+      plan->gram32[k] = (float)ps.gram_own[k];
 
   for (int64_t i0 = 0; i0 < nl; i0 += tile) {
     const int64_t i1 = i0 + tile < nl ? i0 + tile : nl;
@@ -997,9 +1128,24 @@ static void local_back_projections(tcx_tcorex_plan *plan)
   double *xdp = plan->reduce2 + xdp_offset(plan);
   double *psi = plan->reduce2 + psi_offset(plan);
 
-  data_times_factors(plan, plan->dp_window, xdp);
+  /* In single precision period_pass() has left dP rounded in factors32, and
+   * dP' in dp_own32. */
+  data_times_factors(plan, plan->dp_window, 1, xdp);
   if (plan->weighted)
     return;
+  if (plan->single) {
+    float *psi32 = plan->y32; /* n_rows m <= y_count */
+
+    for (int t = 0; t < nt; t++)
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans,
+                  (int)own_rows(plan, t), (int)m, (int)nl, 1.0f,
+                  plan->x32 + plan->period_begin[t] * nl, (int)nl,
+                  plan->dp_own32 + t * m * nl, (int)nl, 0.0f,
+                  psi32 + plan->period_begin[t] * m, (int)m);
+    for (int64_t k = 0; k < plan->n_rows * m; k++)
+      psi[k] = (double)psi32[k];
+    return;
+  }
   for (int t = 0; t < nt; t++)
     cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)own_rows(plan, t),
                 (int)m, (int)nl, 1.0, plan->x + plan->period_begin[t] * nl,
@@ -1007,12 +1153,42 @@ static void local_back_projections(tcx_tcorex_plan *plan)
                 psi + plan->period_begin[t] * m, (int)m);
 }
 
-/* Writes (or with accumulate adds) scale times df_t/dW_t, assembled from
- * the reduced sums, into gradient:
+/* Adds scale times the derivative of l1 |D|_1 + l2 |D|_F^2 with respect to
+ * w, for D = w - w_prev and D = w_next - w, to one row g of n entries.
+ * w_prev or w_next is NULL at the ends. sign(0) = 0. */
+TCX_VECTORIZE static void penalty_row(int64_t n, double scale, double l1,
+                                      double l2, const double *restrict w_prev,
+                                      const double *restrict w,
+                                      const double *restrict w_next,
+                                      double *restrict g)
+{
+  const double a = scale * l1, b = 2.0 * scale * l2;
+
+  if (w_prev)
+    for (int64_t i = 0; i < n; i++) {
+      const double d = w[i] - w_prev[i];
+
+      g[i] += a * ((d > 0.0 ? 1.0 : 0.0) - (d < 0.0 ? 1.0 : 0.0)) + b * d;
+    }
+  if (w_next)
+    for (int64_t i = 0; i < n; i++) {
+      const double d = w_next[i] - w[i];
+
+      g[i] -= a * ((d > 0.0 ? 1.0 : 0.0) - (d < 0.0 ? 1.0 : 0.0)) + b * d;
+    }
+}
+
+/* Writes scale times df_t/dW_t, assembled from the reduced sums, into
+ * gradient:
  *   a2 Phi^T X^w + e2 (dP + dP') + 2 dz2 o P + 2 dG' P',
- * Phi = c o (X^w dP^T), plus (x_t dP'^T) / n_t on period t's own rows. */
+ * Phi = c o (X^w dP^T), plus (x_t dP'^T) / n_t on period t's own rows.
+ * With weights (reg W) it adds scale times the gradient of the difference
+ * penalty on weights, without its l1 part unless with_l1. The GEMMs write
+ * the gradient first. Then one sweep per row adds the elementwise terms
+ * while the row is in cache. */
 static void assemble_gradient(tcx_tcorex_plan *plan, double eps, double scale,
-                              int accumulate, double *gradient)
+                              const double *weights, int with_l1,
+                              double *gradient)
 {
   const int64_t m = plan->m, nl = plan->n_local, ld = plan->y_ld;
   const int nt = plan->nt;
@@ -1021,13 +1197,7 @@ static void assemble_gradient(tcx_tcorex_plan *plan, double eps, double scale,
   const double *psi = plan->reduce2 + psi_offset(plan);
 
   for (int t = 0; t < nt; t++) {
-    const double *ds = plan->reduce2 + ds_offset(plan) + t * m;
-    const double *dgram = plan->reduce2 + dgram_offset(plan) + t * m * m;
-    const double *p = plan->p_window + t * m * nl;
-    const double *p_own = plan->weighted ? p : plan->p_own + t * m * nl;
-    const double *dp = plan->dp_window + t * m * nl;
     double *phi = plan->scaled + plan->y_offset[t];
-    double *g = gradient + t * m * nl;
     int64_t r = 0;
 
     for (int s = plan->window_first[t]; s <= plan->window_last[t]; s++) {
@@ -1045,28 +1215,72 @@ static void assemble_gradient(tcx_tcorex_plan *plan, double eps, double scale,
         }
       }
     }
-    for (int64_t j = 0; j < m; j++) {
+  }
+  /* In single precision Phi^T X^w + (2 / a2) dG' P' is summed in float in
+   * factors32 and widened row by row below. */
+  if (plan->single) {
+    factors_times_data32(plan, plan->scaled);
+    for (int t = 0; t < nt; t++) {
+      const double *dgram = plan->reduce2 + dgram_offset(plan) + t * m * m;
+
+      for (int64_t k = 0; k < m * m; k++)
+        plan->gram32[k] = (float)(2.0 / a2 * dgram[k]);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)nl,
+                  (int)m, 1.0f, plan->gram32, (int)m,
+                  plan->p_own32 + t * m * nl, (int)nl, 1.0f,
+                  plan->factors32 + t * m * nl, (int)nl);
+    }
+  }
+  for (int t = 0; t < nt && !plan->single; t++) {
+    const double *dgram = plan->reduce2 + dgram_offset(plan) + t * m * m;
+    const double *p_own =
+        plan->weighted ? plan->p_window + t * m * nl : plan->p_own + t * m * nl;
+
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)nl,
+                (int)m, 2.0 * scale, dgram, (int)m, p_own, (int)nl, 0.0,
+                gradient + t * m * nl, (int)nl);
+  }
+  if (!plan->single)
+    factors_times_data(plan, scale * a2, plan->scaled, 1.0, gradient);
+
+  /* Row j of every period in turn: the penalty reads row j of W_{t-1}, W_t
+   * and W_{t+1}, which the previous rows of the sweep have brought into
+   * cache. */
+  for (int64_t j = 0; j < m; j++)
+    for (int t = 0; t < nt; t++) {
+      const double *ds = plan->reduce2 + ds_offset(plan) + t * m;
+      const double *p = plan->p_window + t * m * nl;
+      const double *dp = plan->dp_window + t * m * nl;
+      const int64_t row = (t * m + j) * nl;
       const double z2 = plan->z2[t * m + j];
       const double dz2 = 0.5 / z2 - 0.5 * ds[j] / (z2 * sqrt(z2));
+      const double pw = 2.0 * scale * dz2, dw = scale * e2;
+      double *restrict g_row = gradient + row;
 
-      double *g_row = g + j * nl;
-
-      if (!accumulate)
-        memset(g_row, 0, (size_t)nl * sizeof(double));
-      for (int64_t i = 0; i < nl; i++)
-        g_row[i] += scale * (e2 * dp[j * nl + i] + 2.0 * dz2 * p[j * nl + i]);
-      if (!plan->weighted && e2 > 0.0) {
-        const double *dp_own = plan->dp_own + (t * m + j) * nl;
+      if (plan->single) {
+        const float *restrict phi_x = plan->factors32 + row;
+        const double phiw = scale * a2;
 
         for (int64_t i = 0; i < nl; i++)
-          g_row[i] += scale * e2 * dp_own[i];
+          g_row[i] = phiw * (double)phi_x[i];
       }
+      if (e2 > 0.0)
+        for (int64_t i = 0; i < nl; i++)
+          g_row[i] += dw * dp[j * nl + i] + pw * p[j * nl + i];
+      else
+        for (int64_t i = 0; i < nl; i++)
+          g_row[i] += pw * p[j * nl + i];
+      if (!plan->weighted && e2 > 0.0) {
+        const double *restrict dp_own = plan->dp_own + row;
+
+        for (int64_t i = 0; i < nl; i++)
+          g_row[i] += dw * dp_own[i];
+      }
+      if (weights)
+        penalty_row(nl, scale, with_l1 ? plan->l1 : 0.0, plan->l2,
+                    t > 0 ? weights + row - m * nl : NULL, weights + row,
+                    t + 1 < nt ? weights + row + m * nl : NULL, g_row);
     }
-    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)nl,
-                (int)m, 2.0 * scale, dgram, (int)m, p_own, (int)nl, 1.0, g,
-                (int)nl);
-  }
-  factors_times_data(plan, scale * a2, plan->scaled, 1.0, gradient);
 }
 
 int tcx_tcorex_evaluate(tcx_ctx *ctx, tcx_tcorex_plan *plan, double eps,
@@ -1096,15 +1310,13 @@ int tcx_tcorex_evaluate(tcx_ctx *ctx, tcx_tcorex_plan *plan, double eps,
   memset(plan->reduce2, 0, (size_t)plan->reduce2_size * sizeof(double));
   for (int k = 0; k < n_extra; k++)
     scalars[SLOT_EXTRA + k] = extra[k];
-  /* With reg W the gradient starts as the penalty's gradient, and the
-   * objective's part is added to it below. */
+  /* With reg W the penalty's gradient is added in assemble_gradient(). */
   if (plan->reg_type == TCX_TCOREX_REG_W)
-    difference_penalty(nt, m * nl, weights, plan->l1, plan->l2,
-                       mode == TCX_TCOREX_EVAL_GRADIENT, scale,
-                       &scalars[SLOT_L1], &scalars[SLOT_L2],
-                       grad ? gradient : NULL);
+    difference_penalty(nt, m * nl, weights, plan->l1, plan->l2, 0, scale,
+                       &scalars[SLOT_L1], &scalars[SLOT_L2], NULL);
   else
     TCX_TRY(matrix_penalty(ctx, plan, mode, scalars, &replicated_l2));
+  plan->dp_in_float = plan->single && eps == 0.0;
   for (int t = 0; t < nt; t++)
     scalars[SLOT_LOG_E] += period_pass(plan, t, eps, grad);
   if (grad)
@@ -1123,8 +1335,9 @@ int tcx_tcorex_evaluate(tcx_ctx *ctx, tcx_tcorex_plan *plan, double eps,
   if (!grad)
     goto cleanup;
 
-  assemble_gradient(plan, eps, scale, plan->reg_type == TCX_TCOREX_REG_W,
-                    gradient);
+  assemble_gradient(plan, eps, scale,
+                    plan->reg_type == TCX_TCOREX_REG_W ? weights : NULL,
+                    mode == TCX_TCOREX_EVAL_GRADIENT, gradient);
 
 cleanup:
   return rc;
