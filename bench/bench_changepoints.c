@@ -10,7 +10,7 @@
  *        tcorex_bench_changepoints --false-alarms
  *
  * Factors: F_t[j, i] = sqrt(0.32 / m) z, z standard normal from tcorex's
- * counter-based generator keyed by (t, j, i), so every rank count sees the
+ * counter-based generator keyed by (t, j, i), so every rank count gets the
  * same matrices. The squared column norms are then 0.32 on average for any
  * m, far from 1. The default partial-correlation matrices are compared.
  *

@@ -3,8 +3,8 @@
  * the exported covariance, the standard estimators (sample covariance,
  * Ledoit-Wolf, OAS, diagonal) and their held-out likelihood.
  *
- * A matrix of n_rows x n_cols is cut into block_size x block_size blocks;
- * block (I, J) lives on grid process (I mod n_prow, J mod n_pcol). Each
+ * A matrix of n_rows x n_cols is cut into block_size x block_size blocks.
+ * Block (I, J) lives on grid process (I mod n_prow, J mod n_pcol). Each
  * rank stores its blocks column-major in one local array, so a rank holds
  * about n_rows n_cols / ranks entries. Inputs that come from the rest of
  * tcorex (data rows, low-rank factors, diagonals) are split over ranks by
@@ -75,8 +75,8 @@ int64_t tcx_dense_global_row(const tcx_dense *a, int64_t local_row);
 int64_t tcx_dense_global_col(const tcx_dense *a, int64_t local_col);
 
 /* Sets the p x p matrix a to diag(d) + sign L^T L, where L is m x p and d
- * has p entries, both split by columns as tcx_partition() splits p over
- * the ranks: l is this rank's m x n_local block, row-major (l[j * n_local +
+ * has p entries. Both are split by columns as tcx_partition() splits p over
+ * the ranks. l is this rank's m x n_local block, row-major (l[j * n_local +
  * i] is row j of local column i) as in tcorex/lowrank.h. sign is +1 for a
  * covariance diag(d) + L^T L and -1 for a precision diag(e) - V^T V from
  * tcx_lowrank_precision(). The product is one PDGEMM of 2 p^2 m flops. */
