@@ -27,8 +27,8 @@ done
 # some error paths; the two files list each case with its reason.
 cat "$root/tests/sanitizers/lsan.supp" \
   "$root/tests/fuzz/lsan_dependencies.supp" > "$build/lsan.supp"
-# HDF5 asks malloc for petabytes when an object header's size field is
-# corrupt, and handles the NULL it gets in a normal run; without
+# HDF5 requests petabytes from malloc when an object header's size field is
+# corrupt, and handles the NULL it gets in a normal run. Without
 # allocator_may_return_null, AddressSanitizer would report that request as
 # a crash (tests/fuzz/known/h5_read/huge_object_header_allocation.h5).
 export ASAN_OPTIONS=detect_leaks=1:fast_unwind_on_malloc=0:abort_on_error=0:allocator_may_return_null=1

@@ -1,6 +1,6 @@
-/* Block-cyclic matrices to and from HDF5: each rank selects the blocks it
+/* Block-cyclic matrices to and from HDF5. Each rank selects the blocks it
  * stores with a union of regular hyperslabs (one for its full blocks, one
- * for a partial last block, per dimension) and all ranks move their parts
+ * for a partial last block, per dimension). All ranks then move their parts
  * in collective H5Dwrite or H5Dread calls. */
 #include <limits.h>
 #include <stdlib.h>

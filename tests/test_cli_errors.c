@@ -391,8 +391,8 @@ static void copy_known_input(const char *name, const char *dir)
   assert_int_equal(system(command), 0);
 }
 
-/* An input whose object header size is corrupt: HDF5 asks malloc for
- * about 3e15 bytes while opening it (found by the fuzz target). */
+/* An input whose object header size is corrupt: HDF5 requests
+ * about 3e15 bytes from malloc while opening it (found by the fuzz target). */
 static int prepare_huge_header(const char *dir)
 {
   copy_known_input("huge_object_header_allocation.h5", dir);

@@ -50,8 +50,8 @@ typedef struct tcx_corex_result {
  * n_local - 1 of n_vars. Per iteration only reductions of n x m, m x m, m or
  * scalar size cross ranks. Logs a start line, an end line and in between at
  * most one progress line per second at TCX_LOG_PROGRESS. With
- * options->checkpoint set, writes checkpoints and resumes as that object
- * says, and returns TCX_ERR_INTERRUPTED when it stops the fit. Returns
+ * options->checkpoint set, writes checkpoints and resumes as that object is
+ * set up to, and returns TCX_ERR_INTERRUPTED when it stops the fit. Returns
  * TCX_ERR_NUMERIC when the fit breaks down. The caller frees the result
  * with tcx_corex_result_free(), also after a failure. */
 int tcx_corex_fit(tcx_ctx *ctx, const tcx_corex_options *options,

@@ -8,7 +8,7 @@
  * rank stores its blocks column-major in one local array, so a rank holds
  * about n_rows n_cols / ranks entries. Inputs that come from the rest of
  * tcorex (data rows, low-rank factors, diagonals) are split over ranks by
- * columns as in tcx_partition(); the functions here move them into the
+ * columns as in tcx_partition(). The functions here move them into the
  * block-cyclic layout with one MPI_Alltoallv of their own size (p m or
  * p n entries in all, never p^2). Every function is collective on the
  * context's communicator unless its comment states otherwise, and fails on

@@ -110,8 +110,8 @@ int tcx_h5_read_attr_double(tcx_ctx *ctx, const char *path, const char *name,
  * [n_slices, n_rows, n_cols], created (contiguous, float64) when slice is
  * 0 and reopened for the later slices. Each rank writes its own blocks
  * with collective hyperslab writes. The file stores entry (i, j) at
- * position [j, i], the order of ScaLAPACK's column-major local arrays;
- * for the symmetric matrices that tcorex writes this is the matrix itself.
+ * position [j, i], the order of ScaLAPACK's column-major local arrays.
+ * Every matrix tcorex writes is symmetric, so this is the matrix itself.
  * a is not changed (it is not const because HDF5 takes the buffer). */
 int tcx_h5_write_dense(tcx_ctx *ctx, tcx_h5_output *out, const char *name,
                        int64_t n_slices, int64_t slice, tcx_dense *a);

@@ -158,9 +158,10 @@ int tcx_tcorex_objective(tcx_ctx *ctx, const tcx_tcorex_options *options,
  * init_weights is NULL, or [m, n_local] in standardised units when
  * options->init is TCX_TCOREX_INIT_GIVEN. Logs progress at TCX_LOG_PROGRESS
  * at most once a second within a stage, and at the end of every stage. With
- * options->checkpoint set, writes checkpoints and resumes as that object
- * says, and returns TCX_ERR_INTERRUPTED when it stops the fit. Returns
- * TCX_ERR_NUMERIC when the objective or the gradient stops being finite.
+ * options->checkpoint set, writes checkpoints and resumes as that object is
+ * set up to, and returns TCX_ERR_INTERRUPTED when it stops the fit. Returns
+ * TCX_ERR_NUMERIC when the objective stops being finite; a non-finite
+ * gradient is caught one step later (at once with a checkpoint object).
  * The caller frees the result with tcx_tcorex_result_free(), also after a
  * failure. */
 int tcx_tcorex_fit(tcx_ctx *ctx, const tcx_tcorex_options *options,

@@ -151,8 +151,8 @@ void tcx_cli_fit_defaults(void *values)
 
 /* Set by the handler of SIGTERM and SIGUSR1. A handler receives only the
  * signal number, so it can report only through an object of static storage
- * duration, and the C standard allows a handler to store to such an object
- * only when it is a volatile sig_atomic_t or a lock-free atomic. This flag
+ * duration. The C standard allows a handler to store to such an object only
+ * when it is a volatile sig_atomic_t or a lock-free atomic. This flag
  * is therefore the one piece of global mutable state in tcorex. It lives in
  * the program, and the library reads it only through the pointer given to
  * tcx_checkpoint_set_stop_flag(). */

@@ -24,8 +24,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 
 /* Largest dataset, in doubles, whose block the target reads. A few bytes
  * of HDF5 can declare a dataset of any size whose chunks are not stored
- * (they read as the fill value), and tcorex rightly allocates the declared
- * size; larger ones would only hit libFuzzer's memory limit. */
+ * (they read as the fill value). tcorex allocates the declared size, so
+ * larger ones would only hit libFuzzer's memory limit. */
 #define MAX_VALUES ((int64_t)1 << 22)
 
 /* Returns 1 when the shape has at most MAX_VALUES elements. */
