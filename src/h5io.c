@@ -554,6 +554,56 @@ cleanup:
   return rc;
 }
 
+/* Compares the bytes stored for a compact or contiguous dataset with the
+ * bytes its shape and type need. Chunked storage is checked by HDF5 chunk by
+ * chunk, and unallocated contiguous storage reads as fill values. */
+static int tcx_h5_check_storage(tcx_ctx *ctx, hid_t dataset, hid_t type,
+                                const char *path, const char *name)
+{
+  hid_t space = -1, create = -1;
+  H5D_layout_t layout;
+  hssize_t count;
+  size_t type_size;
+  hsize_t stored, needed;
+  int rc = TCX_OK;
+
+  space = H5Dget_space(dataset);
+  TCX_CHECK(space >= 0, ctx, TCX_ERR_INPUT,
+            "%s: HDF5 cannot read the shape of dataset \"%s\"", path, name);
+  count = H5Sget_simple_extent_npoints(space);
+  TCX_CHECK(count >= 0, ctx, TCX_ERR_INPUT,
+            "%s: HDF5 cannot count the values of dataset \"%s\"", path,
+            name);
+  type_size = H5Tget_size(type);
+  TCX_CHECK(type_size > 0, ctx, TCX_ERR_INPUT,
+            "%s: HDF5 cannot read the type size of dataset \"%s\"", path,
+            name);
+  create = H5Dget_create_plist(dataset);
+  TCX_CHECK(create >= 0, ctx, TCX_ERR_INPUT,
+            "%s: HDF5 cannot read the storage properties of dataset \"%s\"",
+            path, name);
+  layout = H5Pget_layout(create);
+  TCX_CHECK(layout >= 0, ctx, TCX_ERR_INPUT,
+            "%s: HDF5 cannot read the storage layout of dataset \"%s\"",
+            path, name);
+  if (layout != H5D_COMPACT && layout != H5D_CONTIGUOUS)
+    goto cleanup;
+  stored = H5Dget_storage_size(dataset);
+  needed = (hsize_t)count * (hsize_t)type_size;
+  if (layout == H5D_CONTIGUOUS && stored == 0)
+    goto cleanup;
+  TCX_CHECK(stored == needed, ctx, TCX_ERR_INPUT,
+            "%s: dataset \"%s\" is corrupt: its %s storage holds %llu bytes "
+            "but %lld values of %zu bytes need %llu; write the file again",
+            path, name, layout == H5D_COMPACT ? "compact" : "contiguous",
+            (unsigned long long)stored, (long long)count, type_size,
+            (unsigned long long)needed);
+
+cleanup:
+  rc = tcx_h5_close(ctx, rc, create, path);
+  return tcx_h5_close(ctx, rc, space, path);
+}
+
 int tcx_h5_check_numeric(tcx_ctx *ctx, hid_t dataset, const char *path,
                          const char *name)
 {
@@ -568,6 +618,8 @@ int tcx_h5_check_numeric(tcx_ctx *ctx, hid_t dataset, const char *path,
             "%s: dataset \"%s\" does not hold numbers (HDF5 type class %d); "
             "store integers or floating-point values",
             path, name, (int)type_class);
+
+  TCX_TRY(tcx_h5_check_storage(ctx, dataset, type, path, name));
 
 cleanup:
   return tcx_h5_close(ctx, rc, type, path);

@@ -84,8 +84,10 @@ int tcx_h5_open(tcx_ctx *ctx, const char *path, int serial, hid_t *file);
 int tcx_h5_open_dataset(tcx_ctx *ctx, hid_t file, const char *path,
                         const char *name, hid_t *dataset);
 
-/* Fails unless the dataset contains integers or floating-point numbers.
- * Not collective. */
+/* Fails unless the dataset contains integers or floating-point numbers,
+ * and unless its compact or contiguous storage, when allocated, holds as
+ * many bytes as its shape needs (HDF5 1.10 reads such a corrupt dataset
+ * through a NULL pointer). Not collective. */
 int tcx_h5_check_numeric(tcx_ctx *ctx, hid_t dataset, const char *path,
                          const char *name);
 

@@ -407,6 +407,15 @@ static int prepare_corrupt_chunks(const char *dir)
   return 1;
 }
 
+/* A 6 x 5 input with compact storage of 0 bytes: HDF5 1.10.8 reads it
+ * through a NULL pointer unless tcorex compares the storage with the shape
+ * first (found by the fuzz target). */
+static int prepare_compact_too_small(const char *dir)
+{
+  copy_known_input("compact_storage_too_small.h5", dir);
+  return 1;
+}
+
 static int prepare_truncated_nifti(const char *dir)
 {
   char path[PATH_MAX_CHARS];
@@ -591,6 +600,10 @@ static const error_case cases[] = {
      "fit --input @/in.h5 --factors 1 --output @/model.h5", AT_1,
      EXIT_INPUT, "HDF5 cannot open @/in.h5 for reading",
      "truncated or corrupt", "model.h5", OUTPUT_ABSENT, 0},
+    {"compact storage smaller than the shape", prepare_compact_too_small,
+     "fit --input @/in.h5 --factors 1 --output @/model.h5", AT_BOTH,
+     EXIT_INPUT, "@/in.h5: dataset \"/data\" is corrupt",
+     "compact storage holds 0 bytes", "model.h5", OUTPUT_ABSENT, 0},
     {"truncated NIfTI file", prepare_truncated_nifti,
      "convert --nifti @/bold.nii --output @/conv.h5", AT_1, EXIT_INPUT,
      "BOLD image @/bold.nii is truncated", NULL, "conv.h5", OUTPUT_ABSENT, 0},
