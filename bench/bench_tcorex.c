@@ -4,6 +4,7 @@
  *
  * Usage: mpirun -n N tcorex_bench_tcorex [--iterations 100]
  *          [--init-iterations K] [--tol E] [--window L]
+ *          [--validation V] [--every K] [--patience P]
  *          [--no-anneal] [--no-reanneal] [--single] [--fista] [--verbose]
  *          P [P ...]
  *        mpirun -n N tcorex_bench_tcorex [--single] [--repeats R]
@@ -84,7 +85,43 @@ typedef struct bench_settings {
   tcx_tcorex_optimizer optimizer;
   tcx_tcorex_precision precision;
   int64_t eval_repeats; /* evaluations timed per variant */
+  int64_t validation_rows; /* held-out rows per period for early stopping,
+                              0: none */
+  int64_t validation_every;
+  int64_t patience;
 } bench_settings;
+
+/* Splits the rows of every period of all into its first `keep` rows (first)
+ * and the rest (rest). */
+static int split_rows(tcx_ctx *ctx, const tcx_block *all, int64_t keep,
+                      tcx_block **first, tcx_block **rest)
+{
+  const int nt = all->n_periods;
+  const int64_t nl = all->n_local;
+  int64_t first_rows[64], rest_rows[64];
+  int rc = TCX_OK;
+
+  TCX_CHECK(nt <= 64, ctx, TCX_ERR_USAGE, "too many periods: %d", nt);
+  for (int t = 0; t < nt; t++) {
+    first_rows[t] = keep;
+    rest_rows[t] = all->period_begin[t + 1] - all->period_begin[t] - keep;
+  }
+  TCX_TRY(tcx_block_create(ctx, nt, first_rows, all->n_vars, all->col_begin,
+                           nl, first));
+  TCX_TRY(tcx_block_create(ctx, nt, rest_rows, all->n_vars, all->col_begin,
+                           nl, rest));
+  for (int t = 0; t < nt; t++) {
+    const double *source = all->data + all->period_begin[t] * nl;
+
+    memcpy((*first)->data + (*first)->period_begin[t] * nl, source,
+           (size_t)(keep * nl) * sizeof(double));
+    memcpy((*rest)->data + (*rest)->period_begin[t] * nl, source + keep * nl,
+           (size_t)(rest_rows[t] * nl) * sizeof(double));
+  }
+
+cleanup:
+  return rc;
+}
 
 /* Returns the CPU seconds (user and system) of this process so far. */
 static double cpu_seconds(void)
@@ -103,7 +140,8 @@ static int bench_one(tcx_ctx *ctx, int64_t p, const bench_settings *settings)
   tcx_simulate_options sim;
   tcx_tcorex_options options;
   tcx_tcorex_result result = {0};
-  tcx_block *train = NULL, *test = NULL;
+  tcx_block *train = NULL, *test = NULL, *held_out = NULL,
+            *validation = NULL;
   double *loading = NULL, *noise_var = NULL;
   int32_t *factor_of = NULL;
   int64_t col_begin = 0, n_local = 0;
@@ -121,12 +159,21 @@ static int bench_one(tcx_ctx *ctx, int64_t p, const bench_settings *settings)
   sim.n_factors = m;
   sim.n_periods = 10;
   sim.train_rows = 16;
-  sim.test_rows = 500;
+  /* Validation rows, if any, follow the 500 test rows of each period, so
+   * the test rows are the same with and without them. */
+  sim.test_rows = 500 + settings->validation_rows;
   TCX_TRY(tcx_partition(ctx, p, size, rank, &col_begin, &n_local));
   TCX_TRY(tcx_simulate_block(ctx, &sim, TCX_SIMULATE_TRAIN, col_begin,
                              n_local, &train));
   TCX_TRY(tcx_simulate_block(ctx, &sim, TCX_SIMULATE_TEST, col_begin,
-                             n_local, &test));
+                             n_local, &held_out));
+  if (settings->validation_rows > 0) {
+    TCX_TRY(split_rows(ctx, held_out, 500, &test, &validation));
+    tcx_block_destroy(&held_out);
+  } else {
+    test = held_out;
+    held_out = NULL;
+  }
   TCX_TRY(tcx_calloc(ctx, 10 * n_local, sizeof(double), "loadings",
                      &loading));
   TCX_TRY(tcx_calloc(ctx, 10 * n_local, sizeof(double), "noise", &noise_var));
@@ -149,6 +196,9 @@ static int bench_one(tcx_ctx *ctx, int64_t p, const bench_settings *settings)
   options.reanneal = settings->reanneal;
   options.init_max_iter = settings->init_iterations;
   options.precision = settings->precision;
+  options.validation = validation;
+  options.validation_every = settings->validation_every;
+  options.patience = settings->patience;
   MPI_Barrier(tcx_ctx_comm(ctx));
   start = MPI_Wtime();
   cpu = cpu_seconds();
@@ -184,6 +234,8 @@ cleanup:
   tcx_tcorex_result_free(&result);
   tcx_block_destroy(&train);
   tcx_block_destroy(&test);
+  tcx_block_destroy(&held_out);
+  tcx_block_destroy(&validation);
   free(loading);
   free(noise_var);
   free(factor_of);
@@ -280,7 +332,7 @@ int main(int argc, char **argv)
 {
   tcx_ctx *ctx = NULL;
   bench_settings settings = {100, 1e-5, 50, 1, 1, 0, TCX_TCOREX_ADAM,
-                             TCX_TCOREX_DOUBLE, 10};
+                             TCX_TCOREX_DOUBLE, 10, 0, 10, 3};
   int fit_header = 0, rc = TCX_OK;
 
   MPI_Init(&argc, &argv);
@@ -298,6 +350,12 @@ int main(int argc, char **argv)
       settings.window = atoll(argv[++k]);
     else if (strcmp(argv[k], "--tol") == 0 && k + 1 < argc)
       settings.tol = atof(argv[++k]);
+    else if (strcmp(argv[k], "--validation") == 0 && k + 1 < argc)
+      settings.validation_rows = atoll(argv[++k]);
+    else if (strcmp(argv[k], "--every") == 0 && k + 1 < argc)
+      settings.validation_every = atoll(argv[++k]);
+    else if (strcmp(argv[k], "--patience") == 0 && k + 1 < argc)
+      settings.patience = atoll(argv[++k]);
     else if (strcmp(argv[k], "--no-anneal") == 0)
       settings.anneal = 0;
     else if (strcmp(argv[k], "--no-reanneal") == 0)

@@ -36,6 +36,9 @@ void tcx_tcorex_options_default(tcx_tcorex_options *options)
   options->seed = 0;
   options->precision = TCX_TCOREX_DOUBLE;
   options->init_max_iter = 0;
+  options->validation = NULL;
+  options->validation_every = 10;
+  options->patience = 3;
 }
 
 int tcx_tcorex_check_options(tcx_ctx *ctx, const tcx_tcorex_options *options)
@@ -82,6 +85,12 @@ int tcx_tcorex_check_options(tcx_ctx *ctx, const tcx_tcorex_options *options)
             TCX_TCOREX_MAX_STOPPING_WINDOW);
   TCX_CHECK(options->tol >= 0.0, ctx, TCX_ERR_USAGE,
             "invalid tol %g: it must be >= 0", options->tol);
+  TCX_CHECK(options->validation_every >= 1, ctx, TCX_ERR_USAGE,
+            "invalid validation_every %lld: it must be at least 1",
+            (long long)options->validation_every);
+  TCX_CHECK(options->patience >= 1, ctx, TCX_ERR_USAGE,
+            "invalid patience %lld: it must be at least 1",
+            (long long)options->patience);
   TCX_CHECK(options->learning_rate > 0.0 && isfinite(options->learning_rate),
             ctx, TCX_ERR_USAGE,
             "invalid learning rate %g: it must be finite and > 0",
@@ -281,15 +290,23 @@ int tcx_tcorex_fit(tcx_ctx *ctx, const tcx_tcorex_options *options,
 {
   tcx_block *x = NULL;
   tcx_tcorex_plan *plan = NULL;
+  tcx_tcorex_validation *validation = NULL;
   tcx_tcorex_options schedule;
   double start = tcx_time();
   int began = 0, rc;
 
   memset(result, 0, sizeof(*result));
+  result->validation_nll = NAN;
+  result->validation_iteration = -1;
   rc = fit_setup(ctx, options, block, init_weights, result, &x, &plan);
   rc = tcx_ctx_agree(ctx, rc);
   if (rc != TCX_OK)
     goto cleanup;
+  if (options->validation) {
+    TCX_TRY(tcx_tcorex_validation_create(ctx, options, block, result,
+                                         &validation));
+    plan->validation = validation;
+  }
   tcx_log(ctx, TCX_LOG_PROGRESS,
           "T-CorEx: %d periods, %lld rows, %lld variables, %lld factors, "
           "%s windows",
@@ -326,6 +343,7 @@ cleanup:
   if (began)
     tcx_checkpoint_end_fit(options->checkpoint);
   tcx_tcorex_plan_destroy(&plan);
+  tcx_tcorex_validation_destroy(&validation);
   tcx_block_destroy(&x);
   return rc;
 }

@@ -56,6 +56,14 @@ static void tcorex_describe(const tcx_tcorex_plan *plan,
                      (void *)snapshot->scalars, snapshot->n_scalars);
   tcx_checkpoint_add(state, "stopping_window", TCX_CHECKPOINT_DOUBLES,
                      snapshot->recent, snapshot->recent_capacity);
+  if (snapshot->validation) {
+    tcx_checkpoint_add(state, "validation_best_weights",
+                       TCX_CHECKPOINT_COLUMNS,
+                       snapshot->validation->best_weights,
+                       (int64_t)plan->nt * plan->m);
+    tcx_checkpoint_add(state, "validation_state", TCX_CHECKPOINT_DOUBLES,
+                       snapshot->validation->state, TCX_VALIDATION_STATE);
+  }
   tcx_checkpoint_add(state, "counters", TCX_CHECKPOINT_INTEGERS,
                      staging->counters, N_COUNTERS);
   tcx_checkpoint_add(state, "history_length", TCX_CHECKPOINT_INTEGERS,
@@ -86,7 +94,8 @@ int tcx_tcorex_checkpoint_begin(tcx_ctx *ctx,
            "weighted_objective=%d\nmax_samples=%lld\nmax_iter=%lld\n"
            "tol=%s\nanneal=%d\ninit=%s\noptimizer=%s\nlearning_rate=%s\n"
            "seed=%llu\nreanneal=%d\nstopping_window=%lld\n"
-           "init_max_iter=%lld\nprecision=%s\n",
+           "init_max_iter=%lld\nprecision=%s\nvalidation_rows=%lld\n"
+           "validation_every=%lld\npatience=%lld\n",
            (long long)plan->n_rows, (long long)plan->n_vars, plan->nt,
            (long long)options->n_factors, gamma, l1, l2,
            reg_names[options->reg_type], options->weighted_objective,
@@ -96,7 +105,10 @@ int tcx_tcorex_checkpoint_begin(tcx_ctx *ctx,
            (unsigned long long)options->seed, options->reanneal,
            (long long)options->stopping_window,
            (long long)options->init_max_iter,
-           options->precision == TCX_TCOREX_SINGLE ? "single" : "double");
+           options->precision == TCX_TCOREX_SINGLE ? "single" : "double",
+           options->validation ? (long long)options->validation->n_rows : 0LL,
+           (long long)options->validation_every,
+           (long long)options->patience);
   return tcx_checkpoint_begin_fit(ctx, options->checkpoint, signature);
 }
 

@@ -105,6 +105,8 @@ typedef struct tcx_tcorex_plan {
   double *vec_norm;    /* [nt, n_local] |F_t:i|^2 (reg SIGMA) */
   double *reduce2;     /* scalars, dG', ds, psi, X dP^T */
   int64_t reduce2_size;
+  struct tcx_tcorex_validation *validation; /* early stopping, or NULL
+                                               (borrowed) */
 } tcx_tcorex_plan;
 
 /* Builds a plan for the standardised block x. Local: no communication. */
@@ -135,6 +137,50 @@ int tcx_tcorex_evaluate(tcx_ctx *ctx, tcx_tcorex_plan *plan, double eps,
 int tcx_tcorex_outputs(tcx_ctx *ctx, tcx_tcorex_plan *plan,
                        const double *weights, tcx_tcorex_result *result);
 
+/* Entries of tcx_tcorex_validation.state, kept in checkpoints. */
+enum {
+  TCX_VALIDATION_BEST_NLL,
+  TCX_VALIDATION_BEST_ITERATION, /* -1 before the first check */
+  TCX_VALIDATION_SINCE_BEST,     /* checks since the lowest NLL */
+  TCX_VALIDATION_STOPPED,
+  TCX_VALIDATION_STATE
+};
+
+/* Early stopping on held-out rows: every `every` optimiser steps the model
+ * at the current weights (noise 0) scores the rows, and the weights with
+ * the lowest mean NLL per sample are kept. */
+typedef struct tcx_tcorex_validation {
+  int64_t every, patience;
+  int nt;
+  int64_t m, n_local;
+  const int64_t *period_begin; /* [nt + 1] row offsets of the rows */
+  double *centered;     /* [rows, n_local] minus period t's prior mean, 0
+                           where missing */
+  double *l, *d;        /* [m, n_local], [n_local] work space */
+  double *best_weights; /* [nt, m, n_local] */
+  double state[TCX_VALIDATION_STATE]; /* the same on every rank */
+} tcx_tcorex_validation;
+
+/* Checks the rows of options->validation against the data block and centres
+ * them with the prior means of result. Collective: fails on every rank when
+ * one fails. */
+int tcx_tcorex_validation_create(tcx_ctx *ctx,
+                                 const tcx_tcorex_options *options,
+                                 const tcx_block *block,
+                                 const tcx_tcorex_result *result,
+                                 tcx_tcorex_validation **validation);
+void tcx_tcorex_validation_destroy(tcx_tcorex_validation **validation);
+
+/* At every multiple of `every` optimiser steps (result->iterations), or
+ * always when force is nonzero, scores the weights and updates the state;
+ * sets *stop once patience checks in a row found no lower NLL. Overwrites
+ * the factors, mi, clusters and tcs of result. Collective. */
+int tcx_tcorex_validation_check(tcx_ctx *ctx,
+                                tcx_tcorex_validation *validation,
+                                tcx_tcorex_plan *plan, const double *weights,
+                                tcx_tcorex_result *result, int force,
+                                int *stop);
+
 /* Most arrays and scalars an optimiser keeps in a checkpoint. */
 enum { TCX_TCOREX_SNAPSHOT_ARRAYS = 4, TCX_TCOREX_SNAPSHOT_SCALARS = 8 };
 
@@ -155,6 +201,8 @@ typedef struct tcx_tcorex_snapshot {
   double *recent;        /* values of the stopping rule's window */
   int64_t recent_capacity;
   int64_t *recent_count;
+  tcx_tcorex_validation *validation; /* its best weights and state, or
+                                        NULL */
 } tcx_tcorex_snapshot;
 
 /* Records the fit's signature for the checkpoint of options. Pair with

@@ -126,6 +126,19 @@ static void snapshot_init(tcx_tcorex_snapshot *snapshot, int n_stages,
   snapshot->recent_count = &recent->count;
 }
 
+/* Runs the validation check before the next step, if any; sets *stop when
+ * the fit is to end there. Collective. */
+static int validation_boundary(tcx_ctx *ctx, tcx_tcorex_plan *plan,
+                               const double *weights,
+                               tcx_tcorex_result *result, int *stop)
+{
+  *stop = 0;
+  if (!plan->validation)
+    return TCX_OK;
+  return tcx_tcorex_validation_check(ctx, plan->validation, plan, weights,
+                                     result, 0, stop);
+}
+
 static void snapshot_add(tcx_tcorex_snapshot *snapshot, const char *name,
                          double *array)
 {
@@ -147,7 +160,7 @@ static int optimize_adam(tcx_ctx *ctx, const tcx_tcorex_options *options,
   tcx_tcorex_value value = {0};
   recent_values recent = {{0}, 0};
   tcx_tcorex_snapshot snapshot;
-  int first_stage = 0, resumed = 0;
+  int first_stage = 0, resumed = 0, stop = 0;
   tcx_adam adam;
   int rc = TCX_OK;
 
@@ -160,6 +173,7 @@ static int optimize_adam(tcx_ctx *ctx, const tcx_tcorex_options *options,
   /* A checkpoint contains W, the moments, Adam's step counter, the stage
    * position and the stopping window. */
   snapshot_init(&snapshot, n_stages, &recent);
+  snapshot.validation = plan->validation;
   snapshot_add(&snapshot, "weights", weights);
   snapshot_add(&snapshot, "adam_first_moment", first);
   snapshot_add(&snapshot, "adam_second_moment", second);
@@ -175,7 +189,7 @@ static int optimize_adam(tcx_ctx *ctx, const tcx_tcorex_options *options,
   }
 
   /* The moments and the step counter carry over from stage to stage. */
-  for (int stage = first_stage; stage < n_stages; stage++) {
+  for (int stage = first_stage; stage < n_stages && !stop; stage++) {
     int64_t steps = 0;
     int plateau = 0;
 
@@ -197,6 +211,9 @@ static int optimize_adam(tcx_ctx *ctx, const tcx_tcorex_options *options,
       snapshot.scalars[0] = (double)adam.step;
       TCX_TRY(tcx_tcorex_checkpoint_boundary(ctx, options, plan, &snapshot,
                                              result));
+      TCX_TRY(validation_boundary(ctx, plan, weights, result, &stop));
+      if (stop)
+        break;
       TCX_TRY(history_append(ctx, result, &capacity, &value));
       tcx_adam_step(&adam, n, weights, grad, first, second);
       steps++;
@@ -339,7 +356,7 @@ static int optimize_fista(tcx_ctx *ctx, const tcx_tcorex_options *options,
   recent_values recent = {{0}, 0};
   tcx_tcorex_snapshot snapshot;
   fista_state st = {0};
-  int first_stage = 0, resumed = 0;
+  int first_stage = 0, resumed = 0, stop = 0;
   int rc = TCX_OK;
 
   st.x = weights;
@@ -355,6 +372,7 @@ static int optimize_fista(tcx_ctx *ctx, const tcx_tcorex_options *options,
    * momentum, both objective values, the stage position and the stopping
    * window. */
   snapshot_init(&snapshot, n_stages, &recent);
+  snapshot.validation = plan->validation;
   snapshot_add(&snapshot, "weights", st.x);
   snapshot_add(&snapshot, "fista_extrapolated", st.y);
   snapshot_add(&snapshot, "fista_gradient", st.grad);
@@ -369,7 +387,7 @@ static int optimize_fista(tcx_ctx *ctx, const tcx_tcorex_options *options,
   }
 
   /* Momentum restarts at every stage because the objective changes. */
-  for (int stage = first_stage; stage < n_stages; stage++) {
+  for (int stage = first_stage; stage < n_stages && !stop; stage++) {
     const double eps = levels[stage];
     tcx_tcorex_value value_x, value_y, value_z;
     double momentum = 1.0;
@@ -400,6 +418,9 @@ static int optimize_fista(tcx_ctx *ctx, const tcx_tcorex_options *options,
       snapshot.objective = before;
       TCX_TRY(tcx_tcorex_checkpoint_boundary(ctx, options, plan, &snapshot,
                                              result));
+      TCX_TRY(validation_boundary(ctx, plan, st.x, result, &stop));
+      if (stop)
+        break;
       TCX_TRY(history_append(ctx, result, &capacity, &value_x));
       TCX_TRY(fista_search(ctx, plan, eps, options->l1, &st,
                            value_y.main + value_y.reg_l2, &value_z, &found));
@@ -454,7 +475,37 @@ int tcx_tcorex_optimize(tcx_ctx *ctx, const tcx_tcorex_options *options,
                         tcx_tcorex_plan *plan, double *weights,
                         tcx_tcorex_result *result)
 {
+  tcx_tcorex_validation *v = plan->validation;
+  int stop = 0, rc;
+
   if (options->optimizer == TCX_TCOREX_FISTA)
-    return optimize_fista(ctx, options, plan, weights, result);
-  return optimize_adam(ctx, options, plan, weights, result);
+    rc = optimize_fista(ctx, options, plan, weights, result);
+  else
+    rc = optimize_adam(ctx, options, plan, weights, result);
+  if (rc != TCX_OK || !v)
+    return rc;
+
+  /* The weights after the last step have not been scored yet, unless the
+   * rule stopped the fit before that step. */
+  result->stopped_early = v->state[TCX_VALIDATION_STOPPED] != 0.0;
+  if (!result->stopped_early) {
+    TCX_TRY(tcx_tcorex_validation_check(ctx, v, plan, weights, result, 1,
+                                        &stop));
+    v->state[TCX_VALIDATION_STOPPED] = 0.0;
+  }
+  memcpy(weights, v->best_weights,
+         (size_t)((int64_t)v->nt * v->m * v->n_local) * sizeof(double));
+  result->validation_nll = v->state[TCX_VALIDATION_BEST_NLL];
+  result->validation_iteration =
+      (int64_t)v->state[TCX_VALIDATION_BEST_ITERATION];
+  tcx_log(ctx, TCX_LOG_PROGRESS,
+          "T-CorEx: %s after %lld steps; keeping the weights of step %lld, "
+          "validation NLL %.8g",
+          result->stopped_early ? "validation NLL stopped improving"
+                                : "no early stop",
+          (long long)result->iterations,
+          (long long)result->validation_iteration, result->validation_nll);
+
+cleanup:
+  return rc;
 }

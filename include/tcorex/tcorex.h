@@ -83,13 +83,23 @@ typedef struct tcx_tcorex_options {
   tcx_checkpoint *checkpoint; /* NULL, or checkpoints and stop requests for
                                  the initialisation and the main fit
                                  (borrowed, see tcorex/checkpoint.h) */
+  const tcx_block *validation; /* NULL, or held-out rows of the same periods
+                                  and columns as the data, in original units
+                                  (NaN: missing; borrowed). The optimiser
+                                  then scores the model on them every
+                                  validation_every steps, keeps the weights
+                                  with the lowest NLL and stops after
+                                  patience checks without a new lowest */
+  int64_t validation_every; /* optimiser steps between validation checks */
+  int64_t patience;         /* checks without improvement before stopping */
 } tcx_tcorex_options;
 
 /* Sets the published defaults: 10 factors, gamma 0.5, l1 = l2 = 0, reg W,
  * unweighted objective, max_samples 2^30 (whole series), max_iter 1000, tol
  * 1e-4 over windows of 10 steps (the published code: 1e-5 over 50), anneal
  * and reanneal on, init LINEAR with max_iter iterations per stage, Adam with
- * learning rate 1e-3, seed 0, double precision, no checkpoint. Not
+ * learning rate 1e-3, seed 0, double precision, no checkpoint, and no
+ * validation rows (with them: a check every 10 steps, patience 3). Not
  * collective. */
 void tcx_tcorex_options_default(tcx_tcorex_options *options);
 
@@ -122,6 +132,11 @@ typedef struct tcx_tcorex_result {
   int64_t n_history;
   int64_t iterations; /* optimiser steps over all stages */
   int converged;      /* every stage ended on tol rather than max_iter */
+  double validation_nll;        /* lowest mean validation NLL per sample
+                                   seen, or NaN without validation rows */
+  int64_t validation_iteration; /* optimiser steps taken before the weights
+                                   that scored it, or -1 */
+  int stopped_early;            /* the validation rule ended the fit */
   double init_seconds;     /* wall time of the standardisation, the setup
                               and the initial weights (linear CorEx) */
   double optimize_seconds; /* wall time of the optimiser stages */
