@@ -554,9 +554,40 @@ cleanup:
   return rc;
 }
 
+/* Widest integer or floating-point type read: 16 bytes (long double). */
+#define TCX_H5_MAX_NUMBER_BYTES 16
+
+/* Compares the bytes stored in the chunks of a dataset with the size of
+ * its file, which contains them all. */
+static int tcx_h5_check_chunk_storage(tcx_ctx *ctx, hid_t dataset,
+                                      hsize_t stored, const char *path,
+                                      const char *name)
+{
+  hid_t file = H5Iget_file_id(dataset);
+  hsize_t file_size = 0;
+  int rc = TCX_OK;
+
+  TCX_CHECK(file >= 0, ctx, TCX_ERR_INTERNAL,
+            "%s: H5Iget_file_id failed for dataset \"%s\"", path, name);
+  TCX_CHECK(H5Fget_filesize(file, &file_size) >= 0, ctx, TCX_ERR_INPUT,
+            "%s: HDF5 cannot read the size of the file of dataset \"%s\"",
+            path, name);
+  TCX_CHECK(stored <= file_size, ctx, TCX_ERR_INPUT,
+            "%s: dataset \"%s\" is corrupt: its chunks claim %llu bytes but "
+            "the file holds %llu; write the file again",
+            path, name, (unsigned long long)stored,
+            (unsigned long long)file_size);
+
+cleanup:
+  return tcx_h5_close(ctx, rc, file, path);
+}
+
 /* Compares the bytes stored for a compact or contiguous dataset with the
- * bytes its shape and type need. Chunked storage is checked by HDF5 chunk by
- * chunk, and unallocated contiguous storage reads as fill values. */
+ * bytes its shape and type need, and the bytes of a chunked dataset's
+ * chunks with the size of the file. Unallocated contiguous storage reads as
+ * fill values. HDF5 1.10.8 trusts the chunk sizes of a corrupt chunk index
+ * and allocates them before it reads, gigabytes for a file of a few
+ * kilobytes. */
 static int tcx_h5_check_storage(tcx_ctx *ctx, hid_t dataset, hid_t type,
                                 const char *path, const char *name)
 {
@@ -586,9 +617,13 @@ static int tcx_h5_check_storage(tcx_ctx *ctx, hid_t dataset, hid_t type,
   TCX_CHECK(layout >= 0, ctx, TCX_ERR_INPUT,
             "%s: HDF5 cannot read the storage layout of dataset \"%s\"",
             path, name);
+  stored = H5Dget_storage_size(dataset);
+  if (layout == H5D_CHUNKED) {
+    TCX_TRY(tcx_h5_check_chunk_storage(ctx, dataset, stored, path, name));
+    goto cleanup;
+  }
   if (layout != H5D_COMPACT && layout != H5D_CONTIGUOUS)
     goto cleanup;
-  stored = H5Dget_storage_size(dataset);
   needed = (hsize_t)count * (hsize_t)type_size;
   if (layout == H5D_CONTIGUOUS && stored == 0)
     goto cleanup;
@@ -618,6 +653,12 @@ int tcx_h5_check_numeric(tcx_ctx *ctx, hid_t dataset, const char *path,
             "%s: dataset \"%s\" does not hold numbers (HDF5 type class %d); "
             "store integers or floating-point values",
             path, name, (int)type_class);
+  /* A corrupt type message can declare numbers of gigabytes, which HDF5
+   * would convert one by one. */
+  TCX_CHECK(H5Tget_size(type) <= TCX_H5_MAX_NUMBER_BYTES, ctx, TCX_ERR_INPUT,
+            "%s: dataset \"%s\" holds %zu-byte numbers; tcorex reads "
+            "integers and floating-point values of at most %d bytes",
+            path, name, H5Tget_size(type), TCX_H5_MAX_NUMBER_BYTES);
 
   TCX_TRY(tcx_h5_check_storage(ctx, dataset, type, path, name));
 

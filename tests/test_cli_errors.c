@@ -416,6 +416,23 @@ static int prepare_compact_too_small(const char *dir)
   return 1;
 }
 
+/* A 2 x 3 x 4 input whose chunk index claims 2 GB of chunks in a file of
+ * 4680 bytes: HDF5 1.10.8 allocates them before it reads (found by the fuzz
+ * target). */
+static int prepare_chunks_too_large(const char *dir)
+{
+  copy_known_input("chunk_storage_too_large.h5", dir);
+  return 1;
+}
+
+/* A 2 x 3 x 4 input whose integer type declares 1869509234 bytes per
+ * number (found by the fuzz target). */
+static int prepare_huge_integer_type(const char *dir)
+{
+  copy_known_input("huge_integer_type.h5", dir);
+  return 1;
+}
+
 static int prepare_truncated_nifti(const char *dir)
 {
   char path[PATH_MAX_CHARS];
@@ -604,6 +621,15 @@ static const error_case cases[] = {
      "fit --input @/in.h5 --factors 1 --output @/model.h5", AT_BOTH,
      EXIT_INPUT, "@/in.h5: dataset \"/data\" is corrupt",
      "compact storage holds 0 bytes", "model.h5", OUTPUT_ABSENT, 0},
+    {"chunks larger than the file", prepare_chunks_too_large,
+     "fit --input @/in.h5 --factors 1 --output @/model.h5", AT_BOTH,
+     EXIT_INPUT, "@/in.h5: dataset \"/data\" is corrupt",
+     "chunks claim 2147483792 bytes but the file holds 4680", "model.h5",
+     OUTPUT_ABSENT, 0},
+    {"integer type of gigabytes", prepare_huge_integer_type,
+     "fit --input @/in.h5 --factors 1 --output @/model.h5", AT_BOTH,
+     EXIT_INPUT, "@/in.h5: dataset \"/data\" holds 1869509234-byte numbers",
+     "at most 16 bytes", "model.h5", OUTPUT_ABSENT, 0},
     {"truncated NIfTI file", prepare_truncated_nifti,
      "convert --nifti @/bold.nii --output @/conv.h5", AT_1, EXIT_INPUT,
      "BOLD image @/bold.nii is truncated", NULL, "conv.h5", OUTPUT_ABSENT, 0},
