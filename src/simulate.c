@@ -31,6 +31,7 @@ void tcx_simulate_options_default(tcx_simulate_options *opts)
   opts->n_periods = 10;
   opts->train_rows = 16;
   opts->test_rows = 1000;
+  opts->validation_rows = 0;
   opts->change = TCX_SIMULATE_CHANGE_SUDDEN;
   opts->assignment = TCX_SIMULATE_ASSIGN_RANDOM;
   opts->seed = 42;
@@ -57,17 +58,22 @@ static int check_counts(tcx_ctx *ctx, const tcx_simulate_options *opts)
             "invalid simulation option n_periods = %d: at least one period "
             "is needed",
             opts->n_periods);
-  TCX_CHECK(opts->train_rows >= 0 && opts->test_rows >= 0, ctx, TCX_ERR_USAGE,
-            "invalid simulation rows per period: train_rows = %lld, "
-            "test_rows = %lld; both must be >= 0",
-            (long long)opts->train_rows, (long long)opts->test_rows);
-  TCX_CHECK(opts->train_rows <= MAX_ROWS_PER_PART / opts->n_periods &&
-                opts->test_rows <= MAX_ROWS_PER_PART / opts->n_periods,
+  TCX_CHECK(opts->train_rows >= 0 && opts->test_rows >= 0 &&
+                opts->validation_rows >= 0,
             ctx, TCX_ERR_USAGE,
-            "too many simulated rows: %d periods of %lld training and %lld "
-            "test rows; each part is limited to 2^48 rows",
+            "invalid simulation rows per period: train_rows = %lld, "
+            "test_rows = %lld, validation_rows = %lld; all must be >= 0",
+            (long long)opts->train_rows, (long long)opts->test_rows,
+            (long long)opts->validation_rows);
+  TCX_CHECK(opts->train_rows <= MAX_ROWS_PER_PART / opts->n_periods &&
+                opts->test_rows <= MAX_ROWS_PER_PART / opts->n_periods &&
+                opts->validation_rows <= MAX_ROWS_PER_PART / opts->n_periods,
+            ctx, TCX_ERR_USAGE,
+            "too many simulated rows: %d periods of %lld training, %lld "
+            "test and %lld validation rows; each part is limited to 2^48 "
+            "rows",
             opts->n_periods, (long long)opts->train_rows,
-            (long long)opts->test_rows);
+            (long long)opts->test_rows, (long long)opts->validation_rows);
 
 cleanup:
   return rc;
@@ -319,18 +325,20 @@ int tcx_simulate_block(tcx_ctx *ctx, const tcx_simulate_options *opts,
 
   *block = NULL;
   TCX_TRY(tcx_simulate_validate(ctx, opts));
-  TCX_CHECK(part == TCX_SIMULATE_TRAIN || part == TCX_SIMULATE_TEST, ctx,
-            TCX_ERR_USAGE,
-            "invalid simulated part %d: use TCX_SIMULATE_TRAIN or "
-            "TCX_SIMULATE_TEST",
+  TCX_CHECK(part == TCX_SIMULATE_TRAIN || part == TCX_SIMULATE_TEST ||
+                part == TCX_SIMULATE_VALIDATION,
+            ctx, TCX_ERR_USAGE,
+            "invalid simulated part %d: use TCX_SIMULATE_TRAIN, "
+            "TCX_SIMULATE_TEST or TCX_SIMULATE_VALIDATION",
             part);
   TCX_TRY(check_columns(ctx, opts, col_begin, n_local));
 
   TCX_TRY(tcx_calloc(ctx, opts->n_periods, sizeof(int64_t),
                      "simulated period lengths", &period_rows));
   for (int t = 0; t < opts->n_periods; t++)
-    period_rows[t] =
-        part == TCX_SIMULATE_TRAIN ? opts->train_rows : opts->test_rows;
+    period_rows[t] = part == TCX_SIMULATE_TRAIN  ? opts->train_rows
+                     : part == TCX_SIMULATE_TEST ? opts->test_rows
+                                                 : opts->validation_rows;
   TCX_TRY(tcx_block_create(ctx, opts->n_periods, period_rows, opts->n_vars,
                            col_begin, n_local, &b));
   TCX_TRY(column_models_create(ctx, opts, col_begin, n_local, &models));

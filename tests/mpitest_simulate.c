@@ -17,6 +17,7 @@ static tcx_simulate_options options_37(void)
   opts.n_periods = 4;
   opts.train_rows = 5;
   opts.test_rows = 7;
+  opts.validation_rows = 6;
   opts.seed = 2024;
   return opts;
 }
@@ -49,7 +50,11 @@ static void block_independent_of_ranks(const tcx_simulate_options *opts)
   assert_int_equal(tcx_partition(ctx, opts->n_vars, tcx_ctx_size(ctx),
                                  tcx_ctx_rank(ctx), &col_begin, &n_local),
                    TCX_OK);
-  for (int part = TCX_SIMULATE_TRAIN; part <= TCX_SIMULATE_TEST; part++) {
+  for (int part = TCX_SIMULATE_TRAIN; part <= TCX_SIMULATE_VALIDATION;
+       part++) {
+    static const char *labels[] = {"training slice equals full block",
+                                   "test slice equals full block",
+                                   "validation slice equals full block"};
     tcx_block *block = NULL, *full = NULL;
     int ok;
 
@@ -63,9 +68,7 @@ static void block_independent_of_ranks(const tcx_simulate_options *opts)
          slice_matches(block, full);
     tcx_block_destroy(&block);
     tcx_block_destroy(&full);
-    assert_true(tcx_test_all_ok(ok, part == TCX_SIMULATE_TRAIN
-                                        ? "training slice equals full block"
-                                        : "test slice equals full block"));
+    assert_true(tcx_test_all_ok(ok, labels[part]));
   }
 }
 

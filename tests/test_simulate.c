@@ -25,6 +25,7 @@ static tcx_simulate_options small_options(void)
   opts.n_periods = 2;
   opts.train_rows = 20000;
   opts.test_rows = 20000;
+  opts.validation_rows = 20000;
   opts.seed = 7;
   return opts;
 }
@@ -111,7 +112,8 @@ static void assert_truth_has_structure(const tcx_simulate_options *opts,
 
 static void sample_covariance_matches_truth(const tcx_simulate_options *opts)
 {
-  for (int part = TCX_SIMULATE_TRAIN; part <= TCX_SIMULATE_TEST; part++) {
+  for (int part = TCX_SIMULATE_TRAIN; part <= TCX_SIMULATE_VALIDATION;
+       part++) {
     tcx_block *block = NULL;
 
     assert_int_equal(tcx_simulate_block(tcx_test_ctx(), opts, part, 0,
@@ -362,16 +364,19 @@ static int blocks_equal(const tcx_block *a, const tcx_block *b)
 }
 
 /* The same seed repeats the data bit for bit. Another seed and the other
- * part give independent data. */
+ * parts give independent data, and a part's rows do not change with the
+ * row counts of the other parts. */
 static void seed_and_part_select_data(void **state)
 {
   tcx_simulate_options opts = small_options();
   tcx_block *first = NULL, *again = NULL, *reseeded = NULL, *test = NULL;
+  tcx_block *validation = NULL, *train_other_counts = NULL;
   tcx_ctx *ctx = tcx_test_ctx();
 
   (void)state;
   opts.train_rows = 4;
   opts.test_rows = 4;
+  opts.validation_rows = 4;
   assert_int_equal(tcx_simulate_block(ctx, &opts, TCX_SIMULATE_TRAIN, 0,
                                       SMALL_P, &first),
                    TCX_OK);
@@ -381,6 +386,17 @@ static void seed_and_part_select_data(void **state)
   assert_int_equal(tcx_simulate_block(ctx, &opts, TCX_SIMULATE_TEST, 0,
                                       SMALL_P, &test),
                    TCX_OK);
+  assert_int_equal(tcx_simulate_block(ctx, &opts, TCX_SIMULATE_VALIDATION, 0,
+                                      SMALL_P, &validation),
+                   TCX_OK);
+  opts.test_rows = 9;
+  opts.validation_rows = 0;
+  assert_int_equal(tcx_simulate_block(ctx, &opts, TCX_SIMULATE_TRAIN, 0,
+                                      SMALL_P, &train_other_counts),
+                   TCX_OK);
+  assert_true(blocks_equal(first, train_other_counts));
+  opts.test_rows = 4;
+  opts.validation_rows = 4;
   opts.seed++;
   assert_int_equal(tcx_simulate_block(ctx, &opts, TCX_SIMULATE_TRAIN, 0,
                                       SMALL_P, &reseeded),
@@ -389,11 +405,15 @@ static void seed_and_part_select_data(void **state)
   for (int64_t k = 0; k < first->n_rows * SMALL_P; k++) {
     assert_true(first->data[k] != reseeded->data[k]);
     assert_true(first->data[k] != test->data[k]);
+    assert_true(first->data[k] != validation->data[k]);
+    assert_true(test->data[k] != validation->data[k]);
   }
   tcx_block_destroy(&first);
   tcx_block_destroy(&again);
   tcx_block_destroy(&reseeded);
   tcx_block_destroy(&test);
+  tcx_block_destroy(&validation);
+  tcx_block_destroy(&train_other_counts);
 }
 
 static void assert_rejected(const tcx_simulate_options *opts,
@@ -432,6 +452,12 @@ static void invalid_options_rejected(void **state)
   opts.test_rows = INT64_C(1) << 47;
   assert_rejected(&opts, "2^48 rows");
   opts = valid;
+  opts.validation_rows = -2;
+  assert_rejected(&opts, "validation_rows = -2");
+  opts = valid;
+  opts.validation_rows = INT64_C(1) << 47;
+  assert_rejected(&opts, "2^48 rows");
+  opts = valid;
   opts.change = 7;
   assert_rejected(&opts, "change = 7");
   opts = valid;
@@ -468,10 +494,10 @@ static void invalid_requests_rejected(void **state)
 
   (void)state;
   tcx_simulate_options_default(&opts);
-  assert_int_equal(tcx_simulate_block(ctx, &opts, 2, 0, 4, &block),
+  assert_int_equal(tcx_simulate_block(ctx, &opts, 3, 0, 4, &block),
                    TCX_ERR_USAGE);
   assert_null(block);
-  assert_non_null(strstr(tcx_ctx_message(ctx), "part 2"));
+  assert_non_null(strstr(tcx_ctx_message(ctx), "part 3"));
   assert_int_equal(tcx_simulate_block(ctx, &opts, TCX_SIMULATE_TRAIN, 126, 4,
                                       &block),
                    TCX_ERR_USAGE);

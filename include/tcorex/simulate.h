@@ -35,10 +35,11 @@ typedef enum tcx_simulate_assignment {
   TCX_SIMULATE_ASSIGN_BLOCKS
 } tcx_simulate_assignment;
 
-/* The two independent data sets of a simulation. */
+/* The independent data sets of a simulation. */
 typedef enum tcx_simulate_part {
   TCX_SIMULATE_TRAIN = 0,
-  TCX_SIMULATE_TEST = 1
+  TCX_SIMULATE_TEST = 1,
+  TCX_SIMULATE_VALIDATION = 2
 } tcx_simulate_part;
 
 /* Options of a simulation. tcx_simulate_options_default() sets every field,
@@ -49,6 +50,7 @@ typedef struct tcx_simulate_options {
   int n_periods;      /* nt, default 10 */
   int64_t train_rows; /* training rows per period, default 16 */
   int64_t test_rows;  /* test rows per period, default 1000 */
+  int64_t validation_rows; /* validation rows per period, default 0 */
   int change;         /* tcx_simulate_change, default SUDDEN */
   int assignment;     /* tcx_simulate_assignment, default RANDOM */
   uint64_t seed;      /* default 42 */
@@ -70,8 +72,10 @@ void tcx_simulate_options_default(tcx_simulate_options *opts);
 int tcx_simulate_validate(tcx_ctx *ctx, const tcx_simulate_options *opts);
 
 /* Generates columns col_begin .. col_begin + n_local - 1 of all periods of
- * one part (TCX_SIMULATE_TRAIN or TCX_SIMULATE_TEST): opts->train_rows or
- * opts->test_rows rows per period, with block->n_vars = opts->n_vars. The
+ * one part (TCX_SIMULATE_TRAIN, TCX_SIMULATE_TEST or
+ * TCX_SIMULATE_VALIDATION): opts->train_rows, opts->test_rows or
+ * opts->validation_rows rows per period, with block->n_vars = opts->n_vars.
+ * A part's rows do not depend on the other parts' row counts. The
  * values are identical whatever column range is requested. Not collective.
  * The caller frees *block with tcx_block_destroy(). Returns TCX_ERR_USAGE for
  * invalid options, part or column range, TCX_ERR_MEMORY when the block does

@@ -17,6 +17,7 @@ typedef struct simulate_values {
   int64_t periods;
   int64_t train_samples;
   int64_t test_samples;
+  int64_t validation_samples;
   const char *change;
   const char *assignment;
   int64_t seed;
@@ -40,6 +41,11 @@ static const tcx_option_spec simulate_options[] = {
     {"--test-samples", TCX_OPT_INT, SIM_FIELD(test_samples), "N",
      "test samples per period, dataset /test (default 1000)", 1, 1e12, 0, 0,
      NULL, 0},
+    {"--validation-samples", TCX_OPT_INT, SIM_FIELD(validation_samples),
+     "N",
+     "validation samples per period, dataset /validation, for 'fit "
+     "--validation' and 'select' (default 0: none)",
+     0, 1e12, 0, 0, NULL, 0},
     {"--change", TCX_OPT_CHOICE, SIM_FIELD(change), "KIND",
      "none, or sudden: fresh parameters from period NT/2 on (default sudden "
      "when NT >= 2, else none)",
@@ -96,6 +102,7 @@ static void to_simulate_options(const simulate_values *v,
   opts->n_periods = (int)v->periods;
   opts->train_rows = v->train_samples;
   opts->test_rows = v->test_samples;
+  opts->validation_rows = v->validation_samples;
   if (v->change)
     opts->change = strcmp(v->change, "none") == 0 ? TCX_SIMULATE_CHANGE_NONE
                                                   : TCX_SIMULATE_CHANGE_SUDDEN;
@@ -112,23 +119,27 @@ static void to_simulate_options(const simulate_values *v,
   opts->scale_max = v->scale_max;
 }
 
-/* Generates one part (train or test) for this rank's columns and writes it
- * as [nt, rows, p]. Keeps the block when block_out is not NULL. */
+/* Generates one part (train, test or validation) for this rank's columns
+ * and writes it as [nt, rows, p]. Keeps the block when block_out is not
+ * NULL. */
 static int write_part(tcx_ctx *ctx, tcx_h5_output *out,
                       const tcx_simulate_options *opts, int part,
                       int64_t col_begin, int64_t n_local,
                       tcx_block **block_out)
 {
-  const int64_t rows =
-      part == TCX_SIMULATE_TRAIN ? opts->train_rows : opts->test_rows;
+  const int64_t rows = part == TCX_SIMULATE_TRAIN  ? opts->train_rows
+                       : part == TCX_SIMULATE_TEST ? opts->test_rows
+                                                   : opts->validation_rows;
+  const char *name = part == TCX_SIMULATE_TRAIN  ? "/train"
+                     : part == TCX_SIMULATE_TEST ? "/test"
+                                                 : "/validation";
   const int64_t dims[3] = {opts->n_periods, rows, opts->n_vars};
   tcx_block *block = NULL;
   int rc = TCX_OK;
 
   TCX_TRY(tcx_simulate_block(ctx, opts, part, col_begin, n_local, &block));
-  TCX_TRY(tcx_h5_write_columns(
-      ctx, out, part == TCX_SIMULATE_TRAIN ? "/train" : "/test",
-      TCX_H5_DOUBLE, 3, dims, col_begin, n_local, block->data));
+  TCX_TRY(tcx_h5_write_columns(ctx, out, name, TCX_H5_DOUBLE, 3, dims,
+                               col_begin, n_local, block->data));
   if (block_out) {
     *block_out = block;
     block = NULL;
@@ -215,6 +226,8 @@ static int write_attributes(tcx_ctx *ctx, tcx_h5_output *out,
   TCX_TRY(tcx_h5_write_attr_int(ctx, out, "periods", v->periods));
   TCX_TRY(tcx_h5_write_attr_int(ctx, out, "train_samples", v->train_samples));
   TCX_TRY(tcx_h5_write_attr_int(ctx, out, "test_samples", v->test_samples));
+  TCX_TRY(tcx_h5_write_attr_int(ctx, out, "validation_samples",
+                                v->validation_samples));
   TCX_TRY(tcx_h5_write_attr_string(
       ctx, out, "change",
       opts->change == TCX_SIMULATE_CHANGE_NONE ? "none" : "sudden"));
@@ -249,14 +262,18 @@ static int run_simulate(tcx_ctx *ctx, void *values)
                      NULL));
   TCX_TRY(write_part(ctx, out, &opts, TCX_SIMULATE_TEST, col_begin, n_local,
                      &test));
+  if (opts.validation_rows > 0)
+    TCX_TRY(write_part(ctx, out, &opts, TCX_SIMULATE_VALIDATION, col_begin,
+                       n_local, NULL));
   TCX_TRY(write_truth(ctx, out, &opts, col_begin, n_local, test));
   TCX_TRY(tcx_h5_commit(ctx, &out));
   tcx_log(ctx, TCX_LOG_WARNING,
           "simulate: wrote %s: /train [%d, %lld, %lld], /test [%d, %lld, "
-          "%lld] and /truth",
+          "%lld]%s and /truth",
           v->output, opts.n_periods, (long long)opts.train_rows,
           (long long)opts.n_vars, opts.n_periods, (long long)opts.test_rows,
-          (long long)opts.n_vars);
+          (long long)opts.n_vars,
+          opts.validation_rows > 0 ? ", /validation" : "");
 
 cleanup:
   tcx_h5_discard(ctx, &out);
