@@ -192,7 +192,7 @@ int tcx_tcorex_validation_check(tcx_ctx *ctx,
   } else {
     v->state[TCX_VALIDATION_SINCE_BEST] += 1.0;
   }
-  tcx_log(ctx, TCX_LOG_PROGRESS,
+  tcx_log(ctx, TCX_LOG_DEBUG,
           "T-CorEx step %lld: validation NLL %.8g (lowest %.8g at step %lld)",
           (long long)result->iterations, nll,
           v->state[TCX_VALIDATION_BEST_NLL],

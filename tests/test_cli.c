@@ -677,6 +677,119 @@ static void tcorex_speed_options_recorded(void **state)
   assert_non_null(strstr(out.text, "--stopping-window: 51 is out of range"));
 }
 
+/* Reads a double attribute of the root group of path. */
+static double double_attribute(const char *path, const char *name)
+{
+  double value = NAN;
+  hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+  hid_t attribute;
+
+  assert_true(file >= 0);
+  attribute = H5Aopen_by_name(file, "/", name, H5P_DEFAULT, H5P_DEFAULT);
+  assert_true(attribute >= 0);
+  assert_true(H5Aread(attribute, H5T_NATIVE_DOUBLE, &value) >= 0);
+  H5Aclose(attribute);
+  H5Fclose(file);
+  return value;
+}
+
+/* fit --validation on simulated /validation rows: the recorded NLL equals
+ * 'tcorex score' of the model on those rows (3 ranks), the stop comes
+ * --patience checks after the kept step, and a fit without validation rows
+ * stopped at that step by --max-iter gives the same model. Also the usage
+ * and input errors of the options. */
+static void tcorex_fit_validation_stops_early(void **state)
+{
+  cli_fixture *fixture = *state;
+  char args[ARGS_MAX], data[320], model[320], plain[320], narrow[320];
+  const char *fit = "fit -q --input %s --dataset /train --factors 4 --l1 "
+                    "0.1 --gamma 0.5 --no-reanneal --init-max-iter 100 "
+                    "--learning-rate 0.01 --tol 1e-12";
+  char common[640];
+  long long step, iterations;
+  run_output out;
+
+  snprintf(data, sizeof(data), "%s/sim.h5", fixture->dir);
+  snprintf(model, sizeof(model), "%s/stopped.h5", fixture->dir);
+  snprintf(plain, sizeof(plain), "%s/plain.h5", fixture->dir);
+  snprintf(narrow, sizeof(narrow), "%s/narrow.h5", fixture->dir);
+  snprintf(args, sizeof(args),
+           "simulate -q --variables 41 --factors 4 --periods 5 "
+           "--train-samples 10 --test-samples 20 --validation-samples 60 "
+           "--seed 8 --output %s",
+           data);
+  run_cli(args, &out);
+  assert_int_equal(out.exit_code, 0);
+  assert_int_equal(int_attribute(data, "validation_samples"), 60);
+  snprintf(common, sizeof(common), fit, data);
+
+  snprintf(args, sizeof(args),
+           "%s --max-iter 500 --validation %s --validation-dataset "
+           "/validation --validation-every 5 --patience 3 --output %s",
+           common, data, model);
+  run_mpi(2, args, &out);
+  if (out.exit_code != 0)
+    fprintf(stderr, "%s\n", out.text);
+  assert_int_equal(out.exit_code, 0);
+  assert_int_equal(int_attribute(model, "stopped_early"), 1);
+  assert_int_equal(int_attribute(model, "validation_every"), 5);
+  assert_int_equal(int_attribute(model, "patience"), 3);
+  step = int_attribute(model, "early_stopping_step");
+  iterations = int_attribute(model, "iterations");
+  assert_true(step > 0);
+  assert_int_equal(step % 5, 0);
+  assert_int_equal(iterations, step + 3 * 5);
+
+  snprintf(args, sizeof(args),
+           "score -q --model %s --input %s --dataset /validation", model,
+           data);
+  run_mpi(3, args, &out);
+  assert_int_equal(out.exit_code, 0);
+  /* score prints 6 decimals. */
+  assert_float_equal(score_mean(out.text),
+                     double_attribute(model, "early_stopping_nll"), 1e-6);
+
+  snprintf(args, sizeof(args), "%s --max-iter %lld --output %s", common, step,
+           plain);
+  run_mpi(2, args, &out);
+  assert_int_equal(out.exit_code, 0);
+  assert_int_equal(int_attribute(plain, "iterations"), step);
+  {
+    hsize_t count_a = 0, count_b = 0;
+    double *a = read_dataset(model, "/weights", &count_a);
+    double *b = read_dataset(plain, "/weights", &count_b);
+
+    assert_int_equal(count_a, count_b);
+    assert_memory_equal(a, b, count_a * sizeof(double));
+    free(a);
+    free(b);
+  }
+
+  /* The validation rows may not be the training rows. */
+  snprintf(args, sizeof(args), "%s --validation %s --output %s", common,
+           data, plain);
+  run_cli(args, &out);
+  assert_int_equal(out.exit_code, 2);
+  assert_non_null(strstr(out.text, "names the training rows"));
+  snprintf(args, sizeof(args), "%s --patience 2 --output %s", common, plain);
+  run_cli(args, &out);
+  assert_int_equal(out.exit_code, 2);
+  assert_non_null(strstr(out.text, "need --validation FILE"));
+  /* Rows of other variables. */
+  snprintf(args, sizeof(args),
+           "simulate -q --variables 40 --factors 4 --periods 5 "
+           "--train-samples 10 --test-samples 20 --output %s",
+           narrow);
+  run_cli(args, &out);
+  assert_int_equal(out.exit_code, 0);
+  snprintf(args, sizeof(args),
+           "%s --validation %s --validation-dataset /test --output %s",
+           common, narrow, plain);
+  run_cli(args, &out);
+  assert_int_equal(out.exit_code, 3);
+  assert_non_null(strstr(out.text, "has 40 variables"));
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -697,6 +810,8 @@ int main(void)
       cmocka_unit_test_setup_teardown(tcorex_simulated_three_rank_counts,
                                       setup_dir, teardown_dir),
       cmocka_unit_test_setup_teardown(tcorex_speed_options_recorded,
+                                      setup_dir, teardown_dir),
+      cmocka_unit_test_setup_teardown(tcorex_fit_validation_stops_early,
                                       setup_dir, teardown_dir),
       cmocka_unit_test_setup_teardown(tcorex_reference_case_nll, setup_dir,
                                       teardown_dir),

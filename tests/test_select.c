@@ -1,6 +1,7 @@
 /* End-to-end tests of 'tcorex select': the table against separate 'tcorex
  * fit' and 'tcorex score' runs of each point (1 and 2 ranks), the best
- * model against a separate fit, --point tables merged by --from-tables,
+ * model against a separate fit, --early-stopping against 'tcorex fit
+ * --validation', --point tables merged by --from-tables,
  * --refit against a fit of training and validation data joined in this
  * test, and rejected requests. This program does not initialise MPI itself,
  * because it launches mpirun. */
@@ -467,6 +468,62 @@ static void refit_joins_data(void **state)
   assert_same_dataset(refit, model, "/std", 0.0);
 }
 
+/* --early-stopping: every table NLL equals 'tcorex fit --validation' with
+ * the same held-out rows, then 'tcorex score' on them, and the best model
+ * equals that separate fit. */
+static void early_stopping_matches_fit(void **state)
+{
+  cli_fixture *fixture = *state;
+  char data[PATH_SIZE], options[ARGS_MAX], table[PATH_SIZE], best[PATH_SIZE],
+      model[PATH_SIZE], args[ARGS_MAX];
+  table_row rows[N_POINTS];
+  run_output out;
+  double nll[N_POINTS];
+  int k_best;
+
+  simulate(fixture->dir, data, sizeof(data));
+  snprintf(table, sizeof(table), "%s/grid.csv", fixture->dir);
+  snprintf(best, sizeof(best), "%s/best.h5", fixture->dir);
+  snprintf(model, sizeof(model), "%s/point.h5", fixture->dir);
+  snprintf(options, sizeof(options),
+           "--grid " GRID " --train %s --dataset /train --validation %s "
+           "--validation-dataset /test --early-stopping --validation-every 2 "
+           "--patience 2 --table %s --output %s",
+           data, data, table, best);
+  run_select(2, options, &out);
+  assert_int_equal(out.exit_code, 0);
+  assert_int_equal(read_table(table, rows, N_POINTS), N_POINTS);
+  assert_grid_order(rows);
+
+  for (int k = 0; k < N_POINTS; k++) {
+    snprintf(args, sizeof(args),
+             "fit -q --input %s --dataset /train --l1 %.17g --gamma %.17g "
+             "--factors %d " FIT_OPTIONS " --validation %s "
+             "--validation-dataset /test --validation-every 2 --patience 2 "
+             "--output %s",
+             data, L1[k / 2], GAMMA, FACTORS[k % 2], data, model);
+    run_mpi(2, args, &out);
+    assert_int_equal(out.exit_code, 0);
+    snprintf(args, sizeof(args),
+             "score -q --model %s --input %s --dataset /test", model, data);
+    run_mpi(2, args, &out);
+    assert_int_equal(out.exit_code, 0);
+    nll[k] = score_mean(out.text);
+    assert_float_equal(rows[k].nll, nll[k], 1e-6);
+  }
+  k_best = lowest_nll(rows, N_POINTS);
+  snprintf(args, sizeof(args),
+           "fit -q --input %s --dataset /train --l1 %.17g --gamma %.17g "
+           "--factors %d " FIT_OPTIONS " --validation %s "
+           "--validation-dataset /test --validation-every 2 --patience 2 "
+           "--output %s",
+           data, L1[k_best / 2], GAMMA, FACTORS[k_best % 2], data, model);
+  run_mpi(2, args, &out);
+  assert_int_equal(out.exit_code, 0);
+  assert_same_dataset(best, model, "/weights", 0.0);
+  assert_same_dataset(best, model, "/factors", 0.0);
+}
+
 /* Bad grids and option clashes exit with 2 and name the problem; no table
  * is written. */
 static void rejects_bad_requests(void **state)
@@ -493,6 +550,8 @@ static void rejects_bad_requests(void **state)
       {"--grid 'l1=0,1' --reg-type sigma",
        "grid point 1 (l1=1): --reg-type sigma supports --l2 only"},
       {"--grid 'factors=2' --refit", "--refit applies to the --output model"},
+      {"--grid 'factors=2' --patience 2",
+       "--validation-every and --patience apply with --early-stopping"},
       {"--grid 'l1=0,1' --input x.h5", "unknown option '--input'"},
   };
   char args[ARGS_MAX], table[PATH_SIZE];
@@ -555,6 +614,8 @@ int main(void)
       cmocka_unit_test_setup_teardown(rejects_tcorex_key_on_linear, setup_dir,
                                       teardown_dir),
       cmocka_unit_test_setup_teardown(table_matches_fit_and_score, setup_dir,
+                                      teardown_dir),
+      cmocka_unit_test_setup_teardown(early_stopping_matches_fit, setup_dir,
                                       teardown_dir),
       cmocka_unit_test_setup_teardown(point_tables_merge, setup_dir,
                                       teardown_dir),

@@ -20,9 +20,13 @@ extern const tcx_command tcx_command_changepoints;
 int tcx_cli_check_input(tcx_ctx *ctx, const char *flag, const char *path,
                         const char *what);
 
-/* Fails with TCX_ERR_USAGE when output is the same file as input (same
- * device and inode, or the same path when either does not exist), so that a
- * run never overwrites its own input. Not collective. */
+/* Returns 1 when a and b name the same file: the same device and inode, or
+ * the same path when either does not exist. Not collective. */
+int tcx_cli_same_file(const char *a, const char *b);
+
+/* Fails with TCX_ERR_USAGE when output is the same file as input (see
+ * tcx_cli_same_file()), so that a run never overwrites its own input. Not
+ * collective. */
 int tcx_cli_check_distinct(tcx_ctx *ctx, const char *input_flag,
                            const char *input, const char *output_flag,
                            const char *output);

@@ -12,6 +12,7 @@
 
 #include "commands.h"
 #include "fit.h"
+#include "score.h"
 #include "tcorex/h5io.h"
 
 #define FIT_FIELD(name) offsetof(fit_values, name)
@@ -37,6 +38,15 @@ static const tcx_option_spec fit_file_options[] = {
     {"--resume", TCX_OPT_STRING, FIT_FIELD(resume), "FILE",
      "continue from the checkpoint FILE, written by a run with the same "
      "input and options (it may also be the --checkpoint FILE)",
+     0, 0, 0, 0, NULL, 0},
+    {"--validation", TCX_OPT_STRING, FIT_FIELD(validation_path), "FILE",
+     "T-CorEx: held-out rows of the same variables, split into the data's "
+     "periods; the fit keeps the weights with the lowest validation NLL "
+     "and stops once it no longer falls",
+     0, 0, 0, 0, NULL, 0},
+    {"--validation-dataset", TCX_OPT_STRING, FIT_FIELD(validation_dataset),
+     "NAME",
+     "dataset inside the --validation file (default: the --dataset name)",
      0, 0, 0, 0, NULL, 0},
     {NULL, 0, 0, NULL, NULL, 0, 0, 0, 0, NULL, 0},
 };
@@ -129,6 +139,14 @@ const tcx_option_spec tcx_cli_fit_options[] = {
      "T-CorEx: floating-point type of the large matrix products, double or "
      "single (default double)",
      0, 0, 0, 0, "double|single", 0},
+    {"--validation-every", TCX_OPT_INT, FIT_FIELD(validation_every), "K",
+     "T-CorEx with validation rows: optimiser steps between two validation "
+     "checks (default 10)",
+     1, 1e12, 0, 0, NULL, 0},
+    {"--patience", TCX_OPT_INT, FIT_FIELD(patience), "P",
+     "T-CorEx with validation rows: stop after P checks in a row without a "
+     "lower validation NLL (default 3)",
+     1, 1e12, 0, 0, NULL, 0},
     {NULL, 0, 0, NULL, NULL, 0, 0, 0, 0, NULL, 0},
 };
 
@@ -191,16 +209,24 @@ static void format_identity(const fit_values *v, const tcx_block *block,
                             char *text, size_t size)
 {
   char *absolute = realpath(v->input, NULL);
+  char *held_out =
+      v->validation_path ? realpath(v->validation_path, NULL) : NULL;
+  const char *validation = held_out            ? held_out
+                           : v->validation_path ? v->validation_path
+                                                : "";
 
   snprintf(text, size,
            "input=%s\ndataset=%s\nsamples=%lld\nvariables=%lld\n"
            "periods=%d\nmethod=%s\ngaussianize=%s\nmissing=%.17g\n"
-           "split_periods=%lld\nperiod_length=%lld\n",
+           "split_periods=%lld\nperiod_length=%lld\nvalidation=%s\n"
+           "validation_dataset=%s\n",
            absolute ? absolute : v->input, v->dataset,
            (long long)block->n_rows, (long long)block->n_vars,
            block->n_periods, v->method, v->gaussianize, v->missing,
-           (long long)v->periods, (long long)v->period_length);
+           (long long)v->periods, (long long)v->period_length, validation,
+           v->validation_path ? tcx_cli_fit_validation_dataset(v) : "");
   free(absolute);
+  free(held_out);
 }
 
 /* Creates the checkpoint object of a fit: output file, resume file and the
@@ -316,8 +342,59 @@ static int check_fit_options(tcx_ctx *ctx, const fit_values *v)
   if (v->resume)
     TCX_TRY(tcx_cli_check_input(ctx, "--resume", v->resume,
                                 "checkpoint file"));
+  TCX_CHECK(v->validation_path ||
+                (v->validation_every == 0 && v->patience == 0 &&
+                 !v->validation_dataset),
+            ctx, TCX_ERR_USAGE,
+            "--validation-every, --patience and --validation-dataset need "
+            "--validation FILE with held-out rows");
+  if (v->validation_path) {
+    TCX_TRY(tcx_cli_check_input(ctx, "--validation", v->validation_path,
+                                "validation file"));
+    TCX_TRY(tcx_cli_check_distinct(ctx, "--validation", v->validation_path,
+                                   "--output", v->output));
+    TCX_CHECK(!tcx_cli_same_file(v->validation_path, v->input) ||
+                  strcmp(tcx_cli_fit_validation_dataset(v), v->dataset) != 0,
+              ctx, TCX_ERR_USAGE,
+              "--validation %s:%s names the training rows (--input %s, "
+              "--dataset %s); give the held-out rows with "
+              "--validation-dataset, such as /validation of 'tcorex "
+              "simulate'",
+              v->validation_path, tcx_cli_fit_validation_dataset(v),
+              v->input, v->dataset);
+  }
 
 cleanup:
+  return rc;
+}
+
+const char *tcx_cli_fit_validation_dataset(const fit_values *v)
+{
+  return v->validation_dataset ? v->validation_dataset : v->dataset;
+}
+
+int tcx_cli_fit_read_validation(tcx_ctx *ctx, const fit_values *v,
+                                const char *path, const tcx_block *block,
+                                tcx_block **validation)
+{
+  const char *dataset = tcx_cli_fit_validation_dataset(v);
+  const tcx_read_options read = {dataset, !isnan(v->missing), v->missing};
+  tcx_block *rows = NULL;
+  int rc = TCX_OK;
+
+  *validation = NULL;
+  TCX_TRY(tcx_h5_read_block(ctx, path, &read, &rows));
+  /* The rows are split into periods as 'tcorex score' splits them. */
+  TCX_TRY(tcx_ctx_agree(ctx, tcx_cli_score_split(ctx, block->n_periods,
+                                                 v->period_length, rows)));
+  TCX_TRY(tcx_ctx_agree(
+      ctx, tcx_cli_score_check(ctx, block->n_periods, block->n_vars,
+                               "of the training data", rows, path, dataset)));
+  *validation = rows;
+  rows = NULL;
+
+cleanup:
+  tcx_block_destroy(&rows);
   return rc;
 }
 
@@ -398,6 +475,11 @@ int tcx_cli_fit_block(tcx_ctx *ctx, const fit_values *v, tcx_block *block,
 
   *model = NULL;
   if (tcx_cli_fit_is_linear(v, block)) {
+    TCX_CHECK(!v->validation, ctx, TCX_ERR_USAGE,
+              "validation rows stop T-CorEx fits only, and these data "
+              "select linear CorEx (one period); split them into periods "
+              "with --periods or --period-length, or leave out the "
+              "validation rows");
     warn_unused_tcorex_options(ctx, v);
     if (block->n_periods > 1)
       tcx_log(ctx, TCX_LOG_WARNING,
@@ -438,6 +520,9 @@ static int run_fit(tcx_ctx *ctx, void *values)
           "%s:%s on %d rank(s)",
           (long long)block->n_rows, (long long)block->n_vars,
           block->n_periods, v->input, v->dataset, tcx_ctx_size(ctx));
+  if (v->validation_path)
+    TCX_TRY(tcx_cli_fit_read_validation(ctx, v, v->validation_path, block,
+                                        &v->validation));
   TCX_TRY(setup_checkpoint(ctx, v, block));
 
   /* The linear path warns from its own standardisation. */
@@ -454,6 +539,7 @@ static int run_fit(tcx_ctx *ctx, void *values)
 
 cleanup:
   tcx_checkpoint_destroy(&v->checkpoint);
+  tcx_block_destroy(&v->validation);
   tcx_model_destroy(&model);
   tcx_block_destroy(&block);
   return rc;
@@ -464,7 +550,8 @@ const tcx_command tcx_command_fit = {
     "Fit linear CorEx or T-CorEx to an HDF5 dataset and write the model.",
     "mpirun -n N tcorex fit --input D.h5 [--dataset /data] --factors M "
     "--output MODEL.h5 [--periods NT | --period-length L] [--l1 A] [--gamma "
-    "G] [--checkpoint FILE [--checkpoint-every S]] [--resume FILE] "
+    "G] [--validation FILE] [--checkpoint FILE [--checkpoint-every S]] "
+    "[--resume FILE] "
     "[options]",
     fit_file_options,
     run_fit,

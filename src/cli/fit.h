@@ -36,6 +36,15 @@ typedef struct fit_values {
   int64_t stopping_window; /* 0: the default */
   int64_t init_max_iter; /* 0: --max-iter */
   const char *precision; /* double or single */
+  /* Early stopping on held-out rows (T-CorEx). */
+  const char *validation_path;
+  const char *validation_dataset; /* NULL: the dataset of the input */
+  int64_t validation_every; /* 0: the library's default */
+  int64_t patience;         /* 0: the library's default */
+  /* Set by the command from validation_path (or select's validation file),
+   * not an option itself: the held-out rows split into the data's
+   * periods. */
+  tcx_block *validation;
   /* Checkpoint and restart. */
   const char *checkpoint_path;
   double checkpoint_every; /* seconds; NaN: only when stopped by a signal */
@@ -64,6 +73,18 @@ int tcx_cli_fit_check_data(tcx_ctx *ctx, const fit_values *v,
 
 /* Returns 1 when v and the periods of block select linear CorEx. */
 int tcx_cli_fit_is_linear(const fit_values *v, const tcx_block *block);
+
+/* Returns the dataset of v's validation file: --validation-dataset, or the
+ * input's dataset name. */
+const char *tcx_cli_fit_validation_dataset(const fit_values *v);
+
+/* Reads the held-out rows of path (validation dataset and missing marker of
+ * v) and splits a [T, p] dataset into the periods of block as 'tcorex
+ * score' does. Fails with TCX_ERR_INPUT when the rows have other variables
+ * or periods than block. Collective. */
+int tcx_cli_fit_read_validation(tcx_ctx *ctx, const fit_values *v,
+                                const char *path, const tcx_block *block,
+                                tcx_block **validation);
 
 /* Fits linear CorEx or T-CorEx, as tcx_cli_fit_is_linear() selects, to the
  * (already split) block and records the fit options as model attributes.

@@ -38,6 +38,11 @@ static int to_tcorex_options(const fit_values *v, tcx_tcorex_options *options)
   options->precision = strcmp(v->precision, "single") == 0
                            ? TCX_TCOREX_SINGLE
                            : TCX_TCOREX_DOUBLE;
+  options->validation = v->validation;
+  if (v->validation_every > 0)
+    options->validation_every = v->validation_every;
+  if (v->patience > 0)
+    options->patience = v->patience;
   return TCX_OK;
 }
 
@@ -70,6 +75,14 @@ static int fill_model(tcx_ctx *ctx, const tcx_tcorex_result *result,
                                result->value.reg_l1));
   TCX_TRY(tcx_model_set_double(ctx, model, "objective_l2",
                                result->value.reg_l2));
+  if (!isnan(result->validation_nll)) {
+    TCX_TRY(tcx_model_set_double(ctx, model, "early_stopping_nll",
+                                 result->validation_nll));
+    TCX_TRY(tcx_model_set_int(ctx, model, "early_stopping_step",
+                              result->validation_iteration));
+    TCX_TRY(tcx_model_set_int(ctx, model, "stopped_early",
+                              result->stopped_early));
+  }
 
 cleanup:
   return rc;
@@ -103,6 +116,18 @@ static int set_tcorex_attributes(tcx_ctx *ctx, const fit_values *v,
                                 ? options->init_max_iter
                                 : options->max_iter));
   TCX_TRY(tcx_model_set_string(ctx, model, "precision", v->precision));
+  if (options->validation) {
+    /* tcorex select records its validation file as validation_input. */
+    TCX_TRY(tcx_model_set_string(ctx, model, "early_stopping_input",
+                                 v->validation_path ? v->validation_path
+                                                    : "(select)"));
+    if (v->validation_path)
+      TCX_TRY(tcx_model_set_string(ctx, model, "early_stopping_dataset",
+                                   tcx_cli_fit_validation_dataset(v)));
+    TCX_TRY(tcx_model_set_int(ctx, model, "validation_every",
+                              options->validation_every));
+    TCX_TRY(tcx_model_set_int(ctx, model, "patience", options->patience));
+  }
 
 cleanup:
   return rc;
@@ -136,7 +161,15 @@ int tcx_cli_fit_tcorex(tcx_ctx *ctx, const fit_values *v,
           result.value.main + result.value.reg_l1 + result.value.reg_l2,
           result.value.main, result.value.reg_l1, result.value.reg_l2,
           (long long)result.iterations,
-          result.converged ? "converged" : "stopped at --max-iter");
+          result.stopped_early ? "stopped early on the validation rows"
+          : result.converged   ? "converged"
+                               : "stopped at --max-iter");
+  if (options.validation)
+    tcx_log(ctx, TCX_LOG_WARNING,
+            "fit: validation NLL %.6g at step %lld, the lowest of the checks "
+            "(%s)",
+            result.validation_nll, (long long)result.validation_iteration,
+            result.stopped_early ? "stopped early" : "ran to the end");
 
 cleanup:
   if (rc != TCX_OK)

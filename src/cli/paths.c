@@ -19,21 +19,22 @@ int tcx_cli_check_input(tcx_ctx *ctx, const char *flag, const char *path,
   return TCX_OK;
 }
 
+int tcx_cli_same_file(const char *a, const char *b)
+{
+  struct stat a_info, b_info;
+
+  if (stat(a, &a_info) == 0 && stat(b, &b_info) == 0)
+    return a_info.st_dev == b_info.st_dev && a_info.st_ino == b_info.st_ino;
+  return strcmp(a, b) == 0;
+}
+
 int tcx_cli_check_distinct(tcx_ctx *ctx, const char *input_flag,
                            const char *input, const char *output_flag,
                            const char *output)
 {
-  struct stat input_info, output_info;
-  int same;
-
   if (!input || !output)
     return TCX_OK;
-  if (stat(input, &input_info) == 0 && stat(output, &output_info) == 0)
-    same = input_info.st_dev == output_info.st_dev &&
-           input_info.st_ino == output_info.st_ino;
-  else
-    same = strcmp(input, output) == 0;
-  if (same)
+  if (tcx_cli_same_file(input, output))
     return tcx_error(ctx, TCX_ERR_USAGE,
                      "%s %s and %s %s name the same file, so writing %s "
                      "would overwrite it. Give %s another path",

@@ -25,6 +25,7 @@ typedef struct select_values {
   int64_t point; /* -1: every point */
   int refit;
   int zero_mean;
+  int early_stopping;
 } select_values;
 
 /* The training and validation blocks, read once for all points. */
@@ -70,6 +71,11 @@ static const tcx_option_spec select_options[] = {
     {"--refit", TCX_OPT_FLAG, SELECT_FIELD(refit), NULL,
      "fit the --output model to the training and validation data together", 0,
      0, 0, 0, NULL, 0},
+    {"--early-stopping", TCX_OPT_FLAG, SELECT_FIELD(early_stopping), NULL,
+     "stop each T-CorEx fit of the grid on the validation data, as 'tcorex "
+     "fit --validation' does (--validation-every, --patience); a --refit "
+     "runs the whole schedule",
+     0, 0, 0, 0, NULL, 0},
     {"--zero-mean", TCX_OPT_FLAG, SELECT_FIELD(zero_mean), NULL,
      "score the validation data as zero-mean, as 'tcorex score --zero-mean'", 0,
      0, 0, 0, NULL, 0},
@@ -147,7 +153,8 @@ static int needs_train(const select_values *v)
 
 static int needs_validation(const select_values *v)
 {
-  return !v->from_tables || (v->fit.output && v->refit);
+  return !v->from_tables ||
+         (v->fit.output && (v->refit || v->early_stopping));
 }
 
 /* Checks the command line before any file is read. Not collective. */
@@ -167,6 +174,10 @@ static int check_request(tcx_ctx *ctx, const select_values *v,
             (long long)grid->n_points - 1);
   TCX_CHECK(!v->refit || v->fit.output, ctx, TCX_ERR_USAGE,
             "--refit applies to the --output model; give --output FILE");
+  TCX_CHECK(v->early_stopping ||
+                (v->fit.validation_every == 0 && v->fit.patience == 0),
+            ctx, TCX_ERR_USAGE,
+            "--validation-every and --patience apply with --early-stopping");
   TCX_CHECK(!need_train || v->train, ctx, TCX_ERR_USAGE,
             "missing required option --train FILE%s; see 'tcorex select "
             "--help'",
@@ -174,7 +185,9 @@ static int check_request(tcx_ctx *ctx, const select_values *v,
   TCX_CHECK(!need_validation || v->validation, ctx, TCX_ERR_USAGE,
             "missing required option --validation FILE%s; see 'tcorex "
             "select --help'",
-            v->from_tables ? " (--refit fits to it)" : "");
+            v->from_tables ? " (--refit fits to it, and --early-stopping "
+                             "stops on it)"
+                           : "");
   TCX_CHECK(v->fit.factors > 0 || tcx_grid_find(grid, "factors") >= 0, ctx,
             TCX_ERR_USAGE,
             "missing --factors M; give it, or add factors to --grid");
@@ -292,21 +305,34 @@ cleanup:
 /* Fits point k to the training data. Linear CorEx standardises its block in
  * place, so it gets a working copy. Collective. */
 static int fit_point(tcx_ctx *ctx, const select_values *v, const tcx_grid *grid,
-                     int64_t k, tcx_block *train, tcx_model **model)
+                     int64_t k, tcx_block *train,
+                     const tcx_block *data_validation, tcx_model **model)
 {
   fit_values point = v->fit;
-  tcx_block *copy = NULL;
+  tcx_block *copy = NULL, *held_out = NULL;
   int rc = TCX_OK;
 
   tcx_grid_apply(grid, k, &point);
   if (tcx_cli_fit_is_linear(&point, train)) {
     TCX_TRY(tcx_select_copy_block(ctx, train, &copy));
     train = copy;
+  } else if (v->early_stopping) {
+    /* The rows are split into periods as the scoring splits them. */
+    TCX_TRY(tcx_select_copy_block(ctx, data_validation, &held_out));
+    TCX_TRY(tcx_ctx_agree(ctx,
+                          tcx_cli_score_split(ctx, train->n_periods,
+                                              point.period_length, held_out)));
+    TCX_TRY(tcx_ctx_agree(
+        ctx, tcx_cli_score_check(ctx, train->n_periods, train->n_vars,
+                                 "of the training data", held_out,
+                                 v->validation, validation_dataset(v))));
+    point.validation = held_out;
   }
   TCX_TRY(tcx_ctx_agree(ctx, tcx_cli_fit_block(ctx, &point, train, model)));
 
 cleanup:
   tcx_block_destroy(&copy);
+  tcx_block_destroy(&held_out);
   return rc;
 }
 
@@ -328,7 +354,7 @@ static int evaluate_point(tcx_ctx *ctx, const select_values *v,
   row->point = k;
   row->nll = NAN;
   row->iterations = -1;
-  rc = fit_point(ctx, v, grid, k, data->train, model);
+  rc = fit_point(ctx, v, grid, k, data->train, data->validation, model);
   if (rc == TCX_OK) {
     row->iterations = model_iterations(*model);
     rc = score_point(ctx, v, &point, data, *model, &row->nll, &n_missing);
@@ -448,7 +474,7 @@ static int fit_output(tcx_ctx *ctx, const select_values *v,
   int rc = TCX_OK;
 
   if (!v->refit)
-    return fit_point(ctx, v, grid, k, data->train, model);
+    return fit_point(ctx, v, grid, k, data->train, data->validation, model);
   tcx_grid_apply(grid, k, &point);
   TCX_TRY(tcx_ctx_agree(ctx, tcx_select_combine(ctx, &point, data->train,
                                                 data->validation, v->validation,
