@@ -15,6 +15,9 @@
  * Settings: nt = 10 periods of 16 samples, m = min(p / 16, 64), l1 = 0.1,
  * gamma = 0.8, annealing on, initialised from linear CorEx, 500 test rows
  * per period. The flags change the fit options of the P that follow them.
+ * --validation V adds V held-out rows per period, drawn after the 500 test
+ * rows, for early stopping every K (--every) steps with patience P. "kept"
+ * is then the step whose weights the fit keeps (-1 without validation rows).
  * "CPU s" is the largest CPU time of a rank during the fit: on a shared
  * machine it varies less than the wall time, but it also counts MPI's busy
  * waiting.
@@ -222,10 +225,11 @@ static int bench_one(tcx_ctx *ctx, int64_t p, const bench_settings *settings)
   TCX_TRY_MPI(ctx, MPI_Reduce(&memory, &memory_max, 1, MPI_DOUBLE, MPI_MAX, 0,
                               tcx_ctx_comm(ctx)));
   if (rank == 0)
-    printf("%7lld %5d %4lld %6lld %9.2f %9.2f %9.2f %9.4f %9.2f %9.3f "
-           "%9.3f %9.1f\n",
+    printf("%7lld %5d %4lld %6lld %6lld %9.2f %9.2f %9.2f %9.4f %9.2f "
+           "%9.3f %9.3f %9.1f\n",
            (long long)p, size, (long long)m, (long long)result.iterations,
-           seconds, cpu_max, result.init_seconds,
+           (long long)result.validation_iteration, seconds, cpu_max,
+           result.init_seconds,
            result.optimize_seconds / (double)result.iterations,
            flops / result.optimize_seconds / 1e9, nll, truth_nll,
            memory_max);
@@ -376,9 +380,10 @@ int main(int argc, char **argv)
       tcx_ctx_set_log_level(ctx, TCX_LOG_PROGRESS);
     else {
       if (!fit_header && tcx_ctx_rank(ctx) == 0)
-        printf("%7s %5s %4s %6s %9s %9s %9s %9s %9s %9s %9s %9s\n", "p",
-               "ranks", "m", "steps", "fit s", "CPU s", "init s", "s/step",
-               "GFLOP/s", "test NLL", "truth", "peak MiB");
+        printf("%7s %5s %4s %6s %6s %9s %9s %9s %9s %9s %9s %9s %9s\n",
+               "p", "ranks", "m", "steps", "kept", "fit s", "CPU s",
+               "init s", "s/step", "GFLOP/s", "test NLL", "truth",
+               "peak MiB");
       fit_header = 1;
       rc = bench_one(ctx, atoll(argv[k]), &settings);
     }
