@@ -42,7 +42,9 @@ cat "$root/tests/sanitizers/lsan.supp" \
 # So AddressSanitizer returns NULL for requests above 1 GiB, as malloc does
 # in a process whose memory is capped, and HDF5 fails on the NULL with an
 # error that tcorex reports.
-export ASAN_OPTIONS=detect_leaks=1:fast_unwind_on_malloc=0:abort_on_error=0:allocator_may_return_null=1:max_allocation_size_mb=1024
+# tests/fuzz/asan_dependencies.supp lists the memory errors inside HDF5 that
+# the sanitizer sees through memcpy on corrupt input, with their inputs.
+export ASAN_OPTIONS=detect_leaks=1:fast_unwind_on_malloc=0:abort_on_error=0:allocator_may_return_null=1:max_allocation_size_mb=1024:suppressions=$root/tests/fuzz/asan_dependencies.supp
 export LSAN_OPTIONS=suppressions=$build/lsan.supp:print_suppressions=0
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 export OPENBLAS_NUM_THREADS=1
