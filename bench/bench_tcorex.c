@@ -4,7 +4,7 @@
  *
  * Usage: mpirun -n N tcorex_bench_tcorex [--iterations 100]
  *          [--init-iterations K] [--tol E] [--window L]
- *          [--validation V] [--every K] [--patience P]
+ *          [--validation V | --holdout H] [--every K] [--patience P]
  *          [--no-anneal] [--no-reanneal] [--single] [--fista] [--verbose]
  *          P [P ...]
  *        mpirun -n N tcorex_bench_tcorex [--single] [--repeats R]
@@ -15,9 +15,12 @@
  * Settings: nt = 10 periods of 16 samples, m = min(p / 16, 64), l1 = 0.1,
  * gamma = 0.8, annealing on, initialised from linear CorEx, 500 test rows
  * per period. The flags change the fit options of the P that follow them.
- * --validation V adds V held-out rows per period, drawn after the 500 test
- * rows, for early stopping every K (--every) steps with patience P. "kept"
- * is then the step whose weights the fit keeps (-1 without validation rows).
+ * --validation V adds V held-out rows per period, the simulator's
+ * validation part, for early stopping every K (--every) steps with
+ * patience P.
+ * --holdout H takes the last H of the 16 training rows per period as those
+ * rows instead, so the fit trains on 16 - H rows per period. "kept" is the step
+ * whose weights the fit keeps (-1 without validation rows).
  * "CPU s" is the largest CPU time of a rank during the fit: on a shared
  * machine it varies less than the wall time, but it also counts MPI's busy
  * waiting.
@@ -90,6 +93,8 @@ typedef struct bench_settings {
   int64_t eval_repeats; /* evaluations timed per variant */
   int64_t validation_rows; /* held-out rows per period for early stopping,
                               0: none */
+  int64_t holdout_rows;    /* training rows per period held out for early
+                              stopping instead, 0: none */
   int64_t validation_every;
   int64_t patience;
 } bench_settings;
@@ -143,8 +148,7 @@ static int bench_one(tcx_ctx *ctx, int64_t p, const bench_settings *settings)
   tcx_simulate_options sim;
   tcx_tcorex_options options;
   tcx_tcorex_result result = {0};
-  tcx_block *train = NULL, *test = NULL, *held_out = NULL,
-            *validation = NULL;
+  tcx_block *train = NULL, *test = NULL, *validation = NULL;
   double *loading = NULL, *noise_var = NULL;
   int32_t *factor_of = NULL;
   int64_t col_begin = 0, n_local = 0;
@@ -162,20 +166,31 @@ static int bench_one(tcx_ctx *ctx, int64_t p, const bench_settings *settings)
   sim.n_factors = m;
   sim.n_periods = 10;
   sim.train_rows = 16;
-  /* Validation rows, if any, follow the 500 test rows of each period, so
-   * the test rows are the same with and without them. */
-  sim.test_rows = 500 + settings->validation_rows;
+  sim.test_rows = 500;
+  /* The validation part has its own random streams, so the training and
+   * test rows are the same with and without it. */
+  sim.validation_rows = settings->validation_rows;
   TCX_TRY(tcx_partition(ctx, p, size, rank, &col_begin, &n_local));
   TCX_TRY(tcx_simulate_block(ctx, &sim, TCX_SIMULATE_TRAIN, col_begin,
                              n_local, &train));
   TCX_TRY(tcx_simulate_block(ctx, &sim, TCX_SIMULATE_TEST, col_begin,
-                             n_local, &held_out));
-  if (settings->validation_rows > 0) {
-    TCX_TRY(split_rows(ctx, held_out, 500, &test, &validation));
-    tcx_block_destroy(&held_out);
-  } else {
-    test = held_out;
-    held_out = NULL;
+                             n_local, &test));
+  if (settings->validation_rows > 0)
+    TCX_TRY(tcx_simulate_block(ctx, &sim, TCX_SIMULATE_VALIDATION, col_begin,
+                               n_local, &validation));
+  if (settings->holdout_rows > 0) {
+    tcx_block *all = train;
+
+    TCX_CHECK(settings->validation_rows == 0 &&
+                  settings->holdout_rows < sim.train_rows,
+              ctx, TCX_ERR_USAGE,
+              "--holdout K needs K < %lld and no --validation",
+              (long long)sim.train_rows);
+    train = NULL;
+    rc = split_rows(ctx, all, sim.train_rows - settings->holdout_rows,
+                    &train, &validation);
+    tcx_block_destroy(&all);
+    TCX_TRY(rc);
   }
   TCX_TRY(tcx_calloc(ctx, 10 * n_local, sizeof(double), "loadings",
                      &loading));
@@ -217,7 +232,7 @@ static int bench_one(tcx_ctx *ctx, int64_t p, const bench_settings *settings)
                    &truth_nll));
   /* Flop model of one step with whole-series windows: 8 T N p m for the
    * four large products and 6 T p m^2 for the m x m ones. */
-  flops = (8.0 * 10 * 160 * (double)p * (double)m +
+  flops = (8.0 * 10 * (double)train->n_rows * (double)p * (double)m +
            6.0 * 10 * (double)p * (double)m * (double)m) *
           (double)result.iterations;
   getrusage(RUSAGE_SELF, &usage);
@@ -238,7 +253,6 @@ cleanup:
   tcx_tcorex_result_free(&result);
   tcx_block_destroy(&train);
   tcx_block_destroy(&test);
-  tcx_block_destroy(&held_out);
   tcx_block_destroy(&validation);
   free(loading);
   free(noise_var);
@@ -336,7 +350,7 @@ int main(int argc, char **argv)
 {
   tcx_ctx *ctx = NULL;
   bench_settings settings = {100, 1e-5, 50, 1, 1, 0, TCX_TCOREX_ADAM,
-                             TCX_TCOREX_DOUBLE, 10, 0, 10, 3};
+                             TCX_TCOREX_DOUBLE, 10, 0, 0, 10, 3};
   int fit_header = 0, rc = TCX_OK;
 
   MPI_Init(&argc, &argv);
@@ -356,6 +370,8 @@ int main(int argc, char **argv)
       settings.tol = atof(argv[++k]);
     else if (strcmp(argv[k], "--validation") == 0 && k + 1 < argc)
       settings.validation_rows = atoll(argv[++k]);
+    else if (strcmp(argv[k], "--holdout") == 0 && k + 1 < argc)
+      settings.holdout_rows = atoll(argv[++k]);
     else if (strcmp(argv[k], "--every") == 0 && k + 1 < argc)
       settings.validation_every = atoll(argv[++k]);
     else if (strcmp(argv[k], "--patience") == 0 && k + 1 < argc)
