@@ -468,6 +468,23 @@ static void refit_joins_data(void **state)
   assert_same_dataset(refit, model, "/std", 0.0);
 }
 
+/* Fits grid point k with 'tcorex fit --validation' on /test of data, with
+ * the early-stopping options of early_stopping_matches_fit, on 2 ranks. */
+static void fit_point_early_stopped(const char *data, int k, const char *model)
+{
+  char args[ARGS_MAX];
+  run_output out;
+
+  snprintf(args, sizeof(args),
+           "fit -q --input %s --dataset /train --l1 %.17g --gamma %.17g "
+           "--factors %d " FIT_OPTIONS " --validation %s "
+           "--validation-dataset /test --validation-every 2 --patience 2 "
+           "--output %s",
+           data, L1[k / 2], GAMMA, FACTORS[k % 2], data, model);
+  run_mpi(2, args, &out);
+  assert_int_equal(out.exit_code, 0);
+}
+
 /* --early-stopping: every table NLL equals 'tcorex fit --validation' with
  * the same held-out rows, then 'tcorex score' on them, and the best model
  * equals that separate fit. */
@@ -496,14 +513,7 @@ static void early_stopping_matches_fit(void **state)
   assert_grid_order(rows);
 
   for (int k = 0; k < N_POINTS; k++) {
-    snprintf(args, sizeof(args),
-             "fit -q --input %s --dataset /train --l1 %.17g --gamma %.17g "
-             "--factors %d " FIT_OPTIONS " --validation %s "
-             "--validation-dataset /test --validation-every 2 --patience 2 "
-             "--output %s",
-             data, L1[k / 2], GAMMA, FACTORS[k % 2], data, model);
-    run_mpi(2, args, &out);
-    assert_int_equal(out.exit_code, 0);
+    fit_point_early_stopped(data, k, model);
     snprintf(args, sizeof(args),
              "score -q --model %s --input %s --dataset /test", model, data);
     run_mpi(2, args, &out);
@@ -512,14 +522,7 @@ static void early_stopping_matches_fit(void **state)
     assert_float_equal(rows[k].nll, nll[k], 1e-6);
   }
   k_best = lowest_nll(rows, N_POINTS);
-  snprintf(args, sizeof(args),
-           "fit -q --input %s --dataset /train --l1 %.17g --gamma %.17g "
-           "--factors %d " FIT_OPTIONS " --validation %s "
-           "--validation-dataset /test --validation-every 2 --patience 2 "
-           "--output %s",
-           data, L1[k_best / 2], GAMMA, FACTORS[k_best % 2], data, model);
-  run_mpi(2, args, &out);
-  assert_int_equal(out.exit_code, 0);
+  fit_point_early_stopped(data, k_best, model);
   assert_same_dataset(best, model, "/weights", 0.0);
   assert_same_dataset(best, model, "/factors", 0.0);
 }
