@@ -99,38 +99,6 @@ typedef struct bench_settings {
   int64_t patience;
 } bench_settings;
 
-/* Splits the rows of every period of all into its first `keep` rows (first)
- * and the rest (rest). */
-static int split_rows(tcx_ctx *ctx, const tcx_block *all, int64_t keep,
-                      tcx_block **first, tcx_block **rest)
-{
-  const int nt = all->n_periods;
-  const int64_t nl = all->n_local;
-  int64_t first_rows[64], rest_rows[64];
-  int rc = TCX_OK;
-
-  TCX_CHECK(nt <= 64, ctx, TCX_ERR_USAGE, "too many periods: %d", nt);
-  for (int t = 0; t < nt; t++) {
-    first_rows[t] = keep;
-    rest_rows[t] = all->period_begin[t + 1] - all->period_begin[t] - keep;
-  }
-  TCX_TRY(tcx_block_create(ctx, nt, first_rows, all->n_vars, all->col_begin,
-                           nl, first));
-  TCX_TRY(tcx_block_create(ctx, nt, rest_rows, all->n_vars, all->col_begin,
-                           nl, rest));
-  for (int t = 0; t < nt; t++) {
-    const double *source = all->data + all->period_begin[t] * nl;
-
-    memcpy((*first)->data + (*first)->period_begin[t] * nl, source,
-           (size_t)(keep * nl) * sizeof(double));
-    memcpy((*rest)->data + (*rest)->period_begin[t] * nl, source + keep * nl,
-           (size_t)(rest_rows[t] * nl) * sizeof(double));
-  }
-
-cleanup:
-  return rc;
-}
-
 /* Returns the CPU seconds (user and system) of this process so far. */
 static double cpu_seconds(void)
 {
@@ -179,18 +147,13 @@ static int bench_one(tcx_ctx *ctx, int64_t p, const bench_settings *settings)
     TCX_TRY(tcx_simulate_block(ctx, &sim, TCX_SIMULATE_VALIDATION, col_begin,
                                n_local, &validation));
   if (settings->holdout_rows > 0) {
-    tcx_block *all = train;
-
     TCX_CHECK(settings->validation_rows == 0 &&
                   settings->holdout_rows < sim.train_rows,
               ctx, TCX_ERR_USAGE,
               "--holdout K needs K < %lld and no --validation",
               (long long)sim.train_rows);
-    train = NULL;
-    rc = split_rows(ctx, all, sim.train_rows - settings->holdout_rows,
-                    &train, &validation);
-    tcx_block_destroy(&all);
-    TCX_TRY(rc);
+    TCX_TRY(tcx_block_hold_out(ctx, train, settings->holdout_rows,
+                               &validation));
   }
   TCX_TRY(tcx_calloc(ctx, 10 * n_local, sizeof(double), "loadings",
                      &loading));

@@ -1,4 +1,5 @@
 #include <stdlib.h>
+#include <string.h>
 
 #include "tcorex/block.h"
 
@@ -94,6 +95,61 @@ int tcx_block_split_periods(tcx_ctx *ctx, tcx_block *block, int64_t n_periods,
   block->n_periods = (int)count;
 
 cleanup:
+  return rc;
+}
+
+int tcx_block_hold_out(tcx_ctx *ctx, tcx_block *block, int64_t n_held,
+                       tcx_block **held_out)
+{
+  const int nt = block->n_periods;
+  const int64_t nl = block->n_local;
+  int64_t *held_rows = NULL;
+  tcx_block *held = NULL;
+  int rc = TCX_OK;
+
+  *held_out = NULL;
+  TCX_CHECK(n_held > 0, ctx, TCX_ERR_USAGE,
+            "invalid value for --holdout: %lld; expected a number of rows "
+            "per period of at least 1",
+            (long long)n_held);
+  for (int t = 0; t < nt; t++) {
+    const int64_t rows = block->period_begin[t + 1] - block->period_begin[t];
+
+    TCX_CHECK(rows - n_held >= 2, ctx, TCX_ERR_USAGE,
+              "invalid value for --holdout: %lld; period %d has %lld rows "
+              "and must keep at least 2 for the fit; hold out at most %lld "
+              "rows per period",
+              (long long)n_held, t, (long long)rows, (long long)(rows - 2));
+  }
+  TCX_TRY(tcx_calloc(ctx, nt, sizeof(int64_t), "held-out row counts",
+                     &held_rows));
+  for (int t = 0; t < nt; t++)
+    held_rows[t] = n_held;
+  TCX_TRY(tcx_block_create(ctx, nt, held_rows, block->n_vars,
+                           block->col_begin, nl, &held));
+  /* The kept rows move towards the front in place: period t's rows end up
+   * at or before where they were, so a forward pass never overwrites rows
+   * it still has to read. */
+  for (int t = 0; t < nt; t++) {
+    const int64_t begin = block->period_begin[t];
+    const int64_t kept = block->period_begin[t + 1] - begin - n_held;
+    const int64_t new_begin = begin - (int64_t)t * n_held;
+
+    memcpy(held->data + held->period_begin[t] * nl,
+           block->data + (begin + kept) * nl,
+           (size_t)(n_held * nl) * sizeof(double));
+    memmove(block->data + new_begin * nl, block->data + begin * nl,
+            (size_t)(kept * nl) * sizeof(double));
+  }
+  for (int t = 1; t <= nt; t++)
+    block->period_begin[t] -= (int64_t)t * n_held;
+  block->n_rows = block->period_begin[nt];
+  *held_out = held;
+  held = NULL;
+
+cleanup:
+  free(held_rows);
+  tcx_block_destroy(&held);
   return rc;
 }
 

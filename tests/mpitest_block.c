@@ -96,6 +96,58 @@ static void split_periods_by_count_and_length(void **state)
   tcx_block_destroy(&block);
 }
 
+/* Periods of 5, 7 and 6 rows with 2 held out: the kept rows are 0-2, 5-9
+ * and 12-15 of the input, the held-out rows 3-4, 10-11 and 16-17. Every
+ * entry encodes its input row and column, so a moved row shows where it
+ * came from. */
+static void hold_out_moves_last_rows_of_each_period(void **state)
+{
+  const int64_t rows[3] = {5, 7, 6};
+  const int64_t kept_rows[] = {0, 1, 2, 5, 6, 7, 8, 9, 12, 13, 14, 15};
+  const int64_t held_rows[] = {3, 4, 10, 11, 16, 17};
+  const int64_t kept_begin[] = {0, 3, 8, 12};
+  const int64_t nl = 3;
+  tcx_ctx *ctx = tcx_test_ctx();
+  tcx_block *block = NULL, *held = NULL;
+
+  (void)state;
+  assert_int_equal(tcx_block_create(ctx, 3, rows, 7, 4, nl, &block), TCX_OK);
+  for (int64_t r = 0; r < 18; r++)
+    for (int64_t j = 0; j < nl; j++)
+      block->data[r * nl + j] = (double)(100 * r + j);
+
+  /* Period 0 would keep 1 row: refused, block unchanged. */
+  assert_int_equal(tcx_block_hold_out(ctx, block, 4, &held), TCX_ERR_USAGE);
+  assert_non_null(strstr(tcx_ctx_message(ctx), "hold out at most 3"));
+  assert_null(held);
+  assert_int_equal(tcx_block_hold_out(ctx, block, 0, &held), TCX_ERR_USAGE);
+  assert_int_equal(block->n_rows, 18);
+  assert_int_equal(block->period_begin[3], 18);
+  assert_true(block->data[17 * nl + 2] == 1702.0);
+
+  assert_int_equal(tcx_block_hold_out(ctx, block, 2, &held), TCX_OK);
+  assert_int_equal(block->n_periods, 3);
+  assert_int_equal(block->n_rows, 12);
+  for (int t = 0; t <= 3; t++)
+    assert_int_equal(block->period_begin[t], kept_begin[t]);
+  assert_int_equal(held->n_periods, 3);
+  assert_int_equal(held->n_rows, 6);
+  assert_int_equal(held->n_vars, 7);
+  assert_int_equal(held->col_begin, 4);
+  assert_int_equal(held->n_local, nl);
+  for (int t = 0; t <= 3; t++)
+    assert_int_equal(held->period_begin[t], 2 * t);
+  for (int64_t r = 0; r < 12; r++)
+    for (int64_t j = 0; j < nl; j++)
+      assert_true(block->data[r * nl + j] ==
+                  (double)(100 * kept_rows[r] + j));
+  for (int64_t r = 0; r < 6; r++)
+    for (int64_t j = 0; j < nl; j++)
+      assert_true(held->data[r * nl + j] == (double)(100 * held_rows[r] + j));
+  tcx_block_destroy(&held);
+  tcx_block_destroy(&block);
+}
+
 int main(int argc, char **argv)
 {
   const struct CMUnitTest tests[] = {
@@ -103,6 +155,7 @@ int main(int argc, char **argv)
       cmocka_unit_test(partition_rejects_more_ranks_than_variables),
       cmocka_unit_test(agree_shares_lowest_failure),
       cmocka_unit_test(split_periods_by_count_and_length),
+      cmocka_unit_test(hold_out_moves_last_rows_of_each_period),
   };
 
   return tcx_test_run(argc, argv, "block", tests,

@@ -790,6 +790,119 @@ static void tcorex_fit_validation_stops_early(void **state)
   assert_non_null(strstr(out.text, "has 40 variables"));
 }
 
+/* Writes a [nt, ns, p] double dataset name into the HDF5 file path,
+ * creating the file when create is set. */
+static void write_3d(const char *path, const char *name, const double *data,
+                     hsize_t nt, hsize_t ns, hsize_t p, int create)
+{
+  const hsize_t dims[3] = {nt, ns, p};
+  hid_t file = create ? H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT,
+                                  H5P_DEFAULT)
+                      : H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+  hid_t space, set;
+
+  assert_true(file >= 0);
+  space = H5Screate_simple(3, dims, NULL);
+  assert_true(space >= 0);
+  set = H5Dcreate2(file, name, H5T_NATIVE_DOUBLE, space, H5P_DEFAULT,
+                   H5P_DEFAULT, H5P_DEFAULT);
+  assert_true(set >= 0);
+  assert_true(H5Dwrite(set, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT,
+                       data) >= 0);
+  H5Dclose(set);
+  H5Sclose(space);
+  H5Fclose(file);
+}
+
+/* fit --holdout 3 on 10 rows per period equals fit --validation with the
+ * first 7 and the last 3 rows of every period written to two datasets by
+ * this test, bit for bit on 2 ranks. Holding out too many rows, or giving
+ * both kinds of validation rows, is a usage error. */
+static void tcorex_fit_holdout_equals_split_files(void **state)
+{
+  enum { NT = 5, NS = 10, P = 41, HELD = 3 };
+  cli_fixture *fixture = *state;
+  char args[ARGS_MAX], data[320], split[320], held[320], separate[320];
+  const char *fit = "fit -q --factors 4 --l1 0.1 --gamma 0.5 --no-reanneal "
+                    "--init-max-iter 50 --learning-rate 0.01 --max-iter 300 "
+                    "--validation-every 5 --patience 2";
+  double *all, *first, *last;
+  hsize_t count = 0;
+  run_output out;
+
+  snprintf(data, sizeof(data), "%s/sim.h5", fixture->dir);
+  snprintf(split, sizeof(split), "%s/split.h5", fixture->dir);
+  snprintf(held, sizeof(held), "%s/held.h5", fixture->dir);
+  snprintf(separate, sizeof(separate), "%s/separate.h5", fixture->dir);
+  snprintf(args, sizeof(args),
+           "simulate -q --variables %d --factors 4 --periods %d "
+           "--train-samples %d --test-samples 20 --seed 12 --output %s",
+           P, NT, NS, data);
+  run_cli(args, &out);
+  assert_int_equal(out.exit_code, 0);
+
+  all = read_dataset(data, "/train", &count);
+  assert_int_equal(count, NT * NS * P);
+  first = malloc(sizeof(double) * NT * (NS - HELD) * P);
+  last = malloc(sizeof(double) * NT * HELD * P);
+  assert_non_null(first);
+  assert_non_null(last);
+  for (int t = 0; t < NT; t++) {
+    memcpy(first + t * (NS - HELD) * P, all + t * NS * P,
+           sizeof(double) * (NS - HELD) * P);
+    memcpy(last + t * HELD * P, all + (t * NS + NS - HELD) * P,
+           sizeof(double) * HELD * P);
+  }
+  write_3d(split, "/first", first, NT, NS - HELD, P, 1);
+  write_3d(split, "/last", last, NT, HELD, P, 0);
+  free(all);
+  free(first);
+  free(last);
+
+  snprintf(args, sizeof(args), "%s --input %s --dataset /train --holdout %d "
+           "--output %s", fit, data, HELD, held);
+  run_mpi(2, args, &out);
+  if (out.exit_code != 0)
+    fprintf(stderr, "%s\n", out.text);
+  assert_int_equal(out.exit_code, 0);
+  snprintf(args, sizeof(args), "%s --input %s --dataset /first --validation "
+           "%s --validation-dataset /last --output %s", fit, split, split,
+           separate);
+  run_mpi(2, args, &out);
+  assert_int_equal(out.exit_code, 0);
+  assert_int_equal(int_attribute(held, "holdout"), HELD);
+  assert_int_equal(int_attribute(held, "early_stopping_step"),
+                   int_attribute(separate, "early_stopping_step"));
+  assert_true(double_attribute(held, "early_stopping_nll") ==
+              double_attribute(separate, "early_stopping_nll"));
+  {
+    const char *names[] = {"/weights", "/mean", "/std"};
+
+    for (int k = 0; k < 3; k++) {
+      hsize_t count_a = 0, count_b = 0;
+      double *a = read_dataset(held, names[k], &count_a);
+      double *b = read_dataset(separate, names[k], &count_b);
+
+      assert_int_equal(count_a, count_b);
+      assert_memory_equal(a, b, count_a * sizeof(double));
+      free(a);
+      free(b);
+    }
+  }
+
+  snprintf(args, sizeof(args), "%s --input %s --dataset /train --holdout 9 "
+           "--output %s", fit, data, held);
+  run_cli(args, &out);
+  assert_int_equal(out.exit_code, 2);
+  assert_non_null(strstr(out.text, "hold out at most 8"));
+  snprintf(args, sizeof(args), "%s --input %s --dataset /first --holdout 2 "
+           "--validation %s --validation-dataset /last --output %s", fit,
+           split, split, held);
+  run_cli(args, &out);
+  assert_int_equal(out.exit_code, 2);
+  assert_non_null(strstr(out.text, "use one of them"));
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -812,6 +925,8 @@ int main(void)
       cmocka_unit_test_setup_teardown(tcorex_speed_options_recorded,
                                       setup_dir, teardown_dir),
       cmocka_unit_test_setup_teardown(tcorex_fit_validation_stops_early,
+                                      setup_dir, teardown_dir),
+      cmocka_unit_test_setup_teardown(tcorex_fit_holdout_equals_split_files,
                                       setup_dir, teardown_dir),
       cmocka_unit_test_setup_teardown(tcorex_reference_case_nll, setup_dir,
                                       teardown_dir),

@@ -44,6 +44,14 @@ int tcx_block_create(tcx_ctx *ctx, int n_periods, const int64_t *period_rows,
 int tcx_block_split_periods(tcx_ctx *ctx, tcx_block *block, int64_t n_periods,
                             int64_t period_length);
 
+/* Moves the last n_held rows of every period of block into a new block
+ * *held_out with the same periods and columns, and shrinks block to the
+ * rows before them. Not collective. Fails with TCX_ERR_USAGE, block
+ * unchanged, when a period would keep fewer than 2 rows. The caller frees
+ * *held_out with tcx_block_destroy(). */
+int tcx_block_hold_out(tcx_ctx *ctx, tcx_block *block, int64_t n_held,
+                       tcx_block **held_out);
+
 /* Frees *block and sets it to NULL. Accepts NULL. */
 void tcx_block_destroy(tcx_block **block);
 

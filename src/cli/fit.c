@@ -48,6 +48,11 @@ static const tcx_option_spec fit_file_options[] = {
      "NAME",
      "dataset inside the --validation file (default: the --dataset name)",
      0, 0, 0, 0, NULL, 0},
+    {"--holdout", TCX_OPT_INT, FIT_FIELD(holdout), "H",
+     "T-CorEx: use the last H rows of every period of the input as the "
+     "validation rows instead of a --validation file; the fit sees the "
+     "rows before them",
+     1, 1e12, 0, 0, NULL, 0},
     {NULL, 0, 0, NULL, NULL, 0, 0, 0, 0, NULL, 0},
 };
 
@@ -219,12 +224,13 @@ static void format_identity(const fit_values *v, const tcx_block *block,
            "input=%s\ndataset=%s\nsamples=%lld\nvariables=%lld\n"
            "periods=%d\nmethod=%s\ngaussianize=%s\nmissing=%.17g\n"
            "split_periods=%lld\nperiod_length=%lld\nvalidation=%s\n"
-           "validation_dataset=%s\n",
+           "validation_dataset=%s\nholdout=%lld\n",
            absolute ? absolute : v->input, v->dataset,
            (long long)block->n_rows, (long long)block->n_vars,
            block->n_periods, v->method, v->gaussianize, v->missing,
            (long long)v->periods, (long long)v->period_length, validation,
-           v->validation_path ? tcx_cli_fit_validation_dataset(v) : "");
+           v->validation_path ? tcx_cli_fit_validation_dataset(v) : "",
+           (long long)v->holdout);
   free(absolute);
   free(held_out);
 }
@@ -342,12 +348,17 @@ static int check_fit_options(tcx_ctx *ctx, const fit_values *v)
   if (v->resume)
     TCX_TRY(tcx_cli_check_input(ctx, "--resume", v->resume,
                                 "checkpoint file"));
-  TCX_CHECK(v->validation_path ||
-                (v->validation_every == 0 && v->patience == 0 &&
-                 !v->validation_dataset),
+  TCX_CHECK(!(v->validation_path && v->holdout > 0), ctx, TCX_ERR_USAGE,
+            "--validation and --holdout both give validation rows; use one "
+            "of them");
+  TCX_CHECK(!v->validation_dataset || v->validation_path, ctx, TCX_ERR_USAGE,
+            "--validation-dataset needs --validation FILE with held-out "
+            "rows");
+  TCX_CHECK(v->validation_path || v->holdout > 0 ||
+                (v->validation_every == 0 && v->patience == 0),
             ctx, TCX_ERR_USAGE,
-            "--validation-every, --patience and --validation-dataset need "
-            "--validation FILE with held-out rows");
+            "--validation-every and --patience need --validation FILE or "
+            "--holdout H with held-out rows");
   if (v->validation_path) {
     TCX_TRY(tcx_cli_check_input(ctx, "--validation", v->validation_path,
                                 "validation file"));
@@ -523,6 +534,13 @@ static int run_fit(tcx_ctx *ctx, void *values)
   if (v->validation_path)
     TCX_TRY(tcx_cli_fit_read_validation(ctx, v, v->validation_path, block,
                                         &v->validation));
+  if (v->holdout > 0) {
+    TCX_TRY(tcx_block_hold_out(ctx, block, v->holdout, &v->validation));
+    tcx_log(ctx, TCX_LOG_PROGRESS,
+            "fit: the last %lld rows of every period are validation rows; "
+            "%lld rows remain for the fit",
+            (long long)v->holdout, (long long)block->n_rows);
+  }
   TCX_TRY(setup_checkpoint(ctx, v, block));
 
   /* The linear path warns from its own standardisation. */
@@ -550,7 +568,8 @@ const tcx_command tcx_command_fit = {
     "Fit linear CorEx or T-CorEx to an HDF5 dataset and write the model.",
     "mpirun -n N tcorex fit --input D.h5 [--dataset /data] --factors M "
     "--output MODEL.h5 [--periods NT | --period-length L] [--l1 A] [--gamma "
-    "G] [--validation FILE] [--checkpoint FILE [--checkpoint-every S]] "
+    "G] [--validation FILE | --holdout H] [--checkpoint FILE "
+    "[--checkpoint-every S]] "
     "[--resume FILE] "
     "[options]",
     fit_file_options,

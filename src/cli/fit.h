@@ -41,9 +41,10 @@ typedef struct fit_values {
   const char *validation_dataset; /* NULL: the dataset of the input */
   int64_t validation_every; /* 0: the library's default */
   int64_t patience;         /* 0: the library's default */
-  /* Set by the command from validation_path (or select's validation file),
-   * not an option itself: the held-out rows split into the data's
-   * periods. */
+  int64_t holdout; /* rows per period held out of the input; 0: none */
+  /* Set by the command from validation_path, holdout (or select's
+   * validation file), not an option itself: the held-out rows split into
+   * the data's periods. */
   tcx_block *validation;
   /* Checkpoint and restart. */
   const char *checkpoint_path;

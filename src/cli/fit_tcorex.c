@@ -117,13 +117,21 @@ static int set_tcorex_attributes(tcx_ctx *ctx, const fit_values *v,
                                 : options->max_iter));
   TCX_TRY(tcx_model_set_string(ctx, model, "precision", v->precision));
   if (options->validation) {
-    /* tcorex select records its validation file as validation_input. */
-    TCX_TRY(tcx_model_set_string(ctx, model, "early_stopping_input",
-                                 v->validation_path ? v->validation_path
-                                                    : "(select)"));
+    /* tcorex select records its validation file as validation_input.
+     * --holdout takes the rows from the input itself. */
+    const char *path = v->validation_path ? v->validation_path
+                       : v->holdout > 0   ? v->input
+                                          : "(select)";
+
+    TCX_TRY(tcx_model_set_string(ctx, model, "early_stopping_input", path));
     if (v->validation_path)
       TCX_TRY(tcx_model_set_string(ctx, model, "early_stopping_dataset",
                                    tcx_cli_fit_validation_dataset(v)));
+    if (v->holdout > 0) {
+      TCX_TRY(tcx_model_set_string(ctx, model, "early_stopping_dataset",
+                                   v->dataset));
+      TCX_TRY(tcx_model_set_int(ctx, model, "holdout", v->holdout));
+    }
     TCX_TRY(tcx_model_set_int(ctx, model, "validation_every",
                               options->validation_every));
     TCX_TRY(tcx_model_set_int(ctx, model, "patience", options->patience));
