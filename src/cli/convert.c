@@ -70,10 +70,11 @@ static int run_convert(tcx_ctx *ctx, void *values)
   }
   TCX_TRY(tcx_h5_dataset_shape(ctx, v->output, "/data", &n_dims, dims));
   tcx_log(ctx, TCX_LOG_WARNING,
-          "convert: wrote %s from %s: /data has %lld samples of %lld "
-          "variables",
+          "convert: wrote %s from %s: /data has %lld sample%s of %lld "
+          "variable%s",
           v->output, v->nifti ? v->nifti : v->csv, (long long)dims[0],
-          (long long)dims[1]);
+          dims[0] == 1 ? "" : "s", (long long)dims[1],
+          dims[1] == 1 ? "" : "s");
 
 cleanup:
   return rc;
