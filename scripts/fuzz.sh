@@ -50,7 +50,8 @@ cat "$root/tests/sanitizers/lsan.supp" \
 # tests/fuzz/asan_dependencies.supp lists the memory errors inside HDF5 that
 # the sanitizer sees through memcpy on corrupt input, with their inputs.
 export ASAN_OPTIONS=detect_leaks=1:fast_unwind_on_malloc=0:abort_on_error=0:allocator_may_return_null=1:max_allocation_size_mb=1024:suppressions=$root/tests/fuzz/asan_dependencies.supp
-export LSAN_OPTIONS=suppressions=$build/lsan.supp:print_suppressions=0
+# use_tls=0: see scripts/test_sanitizers.sh.
+export LSAN_OPTIONS=use_tls=0:suppressions=$build/lsan.supp:print_suppressions=0
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 export OPENBLAS_NUM_THREADS=1
 mkdir -p "$build/artifacts"
