@@ -97,7 +97,9 @@ static int recent_push(recent_values *recent, double value,
                            options->stopping_window, options->tol);
 }
 
-/* Logs the state of a stage at most once a second, and always at its end. */
+/* Logs the state of a stage at most once a second, and always at its end.
+ * stage counts from 0; the message counts from 1, as the linear CorEx and
+ * checkpoint messages do. */
 static void log_progress(tcx_ctx *ctx, double *last_time, int force, int stage,
                          double eps, int64_t iteration,
                          const tcx_tcorex_value *value)
@@ -110,7 +112,7 @@ static void log_progress(tcx_ctx *ctx, double *last_time, int force, int stage,
   tcx_log(ctx, TCX_LOG_PROGRESS,
           "T-CorEx stage %d (eps %.4g) step %lld: objective %.8g (main %.8g, "
           "regulariser %.8g)",
-          stage, eps, (long long)iteration, total(value), value->main,
+          stage + 1, eps, (long long)iteration, total(value), value->main,
           value->reg_l1 + value->reg_l2);
 }
 
@@ -457,7 +459,7 @@ static int optimize_fista(tcx_ctx *ctx, const tcx_tcorex_options *options,
       tcx_log(ctx, TCX_LOG_WARNING,
               "FISTA stage %d (eps %.4g) stopped after %lld steps: no step "
               "size decreases the objective",
-              stage, eps, (long long)steps);
+              stage + 1, eps, (long long)steps);
     if (!plateau)
       result->converged = 0;
   }
