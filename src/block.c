@@ -103,8 +103,9 @@ int tcx_block_hold_out(tcx_ctx *ctx, tcx_block *block, int64_t n_held,
 {
   const int nt = block->n_periods;
   const int64_t nl = block->n_local;
-  int64_t *held_rows = NULL;
+  int64_t *held_rows = NULL, min_rows = 0;
   tcx_block *held = NULL;
+  int shortest = 0;
   int rc = TCX_OK;
 
   *held_out = NULL;
@@ -112,15 +113,26 @@ int tcx_block_hold_out(tcx_ctx *ctx, tcx_block *block, int64_t n_held,
             "invalid value for --holdout: %lld; expected a number of rows "
             "per period of at least 1",
             (long long)n_held);
+  /* The shortest period bounds what can be held out. */
   for (int t = 0; t < nt; t++) {
     const int64_t rows = block->period_begin[t + 1] - block->period_begin[t];
 
-    TCX_CHECK(rows - n_held >= 2, ctx, TCX_ERR_USAGE,
-              "invalid value for --holdout: %lld; period %d has %lld rows "
-              "and must keep at least 2 for the fit; hold out at most %lld "
-              "rows per period",
-              (long long)n_held, t, (long long)rows, (long long)(rows - 2));
+    if (t == 0 || rows < min_rows) {
+      min_rows = rows;
+      shortest = t;
+    }
   }
+  TCX_CHECK(min_rows - n_held >= 2 || min_rows > 2, ctx, TCX_ERR_USAGE,
+            "invalid value for --holdout: %lld; period %d has only %lld "
+            "rows and must keep at least 2 for the fit; choose longer "
+            "periods (--periods, --period-length) to hold out rows",
+            (long long)n_held, shortest, (long long)min_rows);
+  TCX_CHECK(min_rows - n_held >= 2, ctx, TCX_ERR_USAGE,
+            "invalid value for --holdout: %lld; period %d has %lld rows and "
+            "must keep at least 2 for the fit; hold out at most %lld rows "
+            "per period",
+            (long long)n_held, shortest, (long long)min_rows,
+            (long long)(min_rows - 2));
   TCX_TRY(tcx_calloc(ctx, nt, sizeof(int64_t), "held-out row counts",
                      &held_rows));
   for (int t = 0; t < nt; t++)

@@ -549,7 +549,9 @@ static int tcx_corex_anneal(tcx_corex_work *work, tcx_corex_run *run,
                                 &converged));
     if (!converged) {
       result->converged = 0;
-      tcx_log(work->ctx, TCX_LOG_WARNING,
+      tcx_log(work->ctx,
+              run->options->quiet_max_iter ? TCX_LOG_DEBUG
+                                           : TCX_LOG_WARNING,
               "corex: annealing stage %d (eps %g) reached max_iter = %lld "
               "before the TC change fell below tol = %g",
               run->stage + 1, eps, (long long)run->options->max_iter,

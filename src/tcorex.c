@@ -222,8 +222,15 @@ static int init_linear(tcx_ctx *ctx, const tcx_tcorex_options *options,
   linear_options.anneal = options->anneal;
   linear_options.seed = options->seed;
   linear_options.checkpoint = options->checkpoint;
+  linear_options.quiet_max_iter = 1;
   TCX_TRY(tcx_corex_fit(ctx, &linear_options, pooled, x->n_rows, nl,
                         x->col_begin, x->n_vars, &linear));
+  tcx_log(ctx, TCX_LOG_PROGRESS,
+          "T-CorEx: linear CorEx start: %lld iterations, TC %.8g, %s",
+          (long long)linear.iterations, linear.tc,
+          linear.converged ? "every stage converged"
+                           : "some stages reached --init-max-iter or "
+                             "--max-iter (a start need not converge)");
   for (int t = 0; t < x->n_periods; t++)
     memcpy(weights + t * count, linear.weights,
            (size_t)count * sizeof(double));
@@ -334,10 +341,14 @@ int tcx_tcorex_fit(tcx_ctx *ctx, const tcx_tcorex_options *options,
                               TCX_TCOREX_EVAL_VALUE, NULL, 0, NULL,
                               &result->value, NULL));
   tcx_log(ctx, TCX_LOG_PROGRESS,
-          "T-CorEx: %lld steps in %.2f s, objective %.8g, converged %s",
-          (long long)result->iterations, tcx_time() - start,
+          "T-CorEx: %lld steps in %.2f s after a start of %.2f s, objective "
+          "%.8g, %s",
+          (long long)result->iterations, result->optimize_seconds,
+          result->init_seconds,
           result->value.main + result->value.reg_l1 + result->value.reg_l2,
-          result->converged ? "yes" : "no");
+          result->stopped_early ? "stopped by the validation rows"
+          : result->converged   ? "converged"
+                                : "not converged (a stage reached --max-iter)");
 
 cleanup:
   if (began)

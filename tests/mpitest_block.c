@@ -124,6 +124,30 @@ static void hold_out_moves_last_rows_of_each_period(void **state)
   assert_int_equal(block->n_rows, 18);
   assert_int_equal(block->period_begin[3], 18);
   assert_true(block->data[17 * nl + 2] == 1702.0);
+  tcx_block_destroy(&block);
+  /* The shortest period sets the bound; one of 2 rows admits none. */
+  {
+    const int64_t uneven[3] = {7, 4, 6}, tiny[3] = {5, 2, 11};
+
+    assert_int_equal(tcx_block_create(ctx, 3, uneven, 7, 4, nl, &block),
+                     TCX_OK);
+    assert_int_equal(tcx_block_hold_out(ctx, block, 3, &held),
+                     TCX_ERR_USAGE);
+    assert_non_null(
+        strstr(tcx_ctx_message(ctx), "period 1 has 4 rows and must keep"));
+    assert_non_null(strstr(tcx_ctx_message(ctx), "hold out at most 2"));
+    tcx_block_destroy(&block);
+    assert_int_equal(tcx_block_create(ctx, 3, tiny, 7, 4, nl, &block),
+                     TCX_OK);
+    assert_int_equal(tcx_block_hold_out(ctx, block, 1, &held),
+                     TCX_ERR_USAGE);
+    assert_non_null(strstr(tcx_ctx_message(ctx), "choose longer periods"));
+    tcx_block_destroy(&block);
+  }
+  assert_int_equal(tcx_block_create(ctx, 3, rows, 7, 4, nl, &block), TCX_OK);
+  for (int64_t r = 0; r < 18; r++)
+    for (int64_t j = 0; j < nl; j++)
+      block->data[r * nl + j] = (double)(100 * r + j);
 
   assert_int_equal(tcx_block_hold_out(ctx, block, 2, &held), TCX_OK);
   assert_int_equal(block->n_periods, 3);

@@ -901,6 +901,11 @@ static void tcorex_fit_holdout_equals_split_files(void **state)
   run_cli(args, &out);
   assert_int_equal(out.exit_code, 2);
   assert_non_null(strstr(out.text, "use one of them"));
+  snprintf(args, sizeof(args), "%s --input %s --dataset /train --holdout 2 "
+           "--method linear --output %s", fit, data, held);
+  run_cli(args, &out);
+  assert_int_equal(out.exit_code, 2);
+  assert_non_null(strstr(out.text, "to the 5 periods pooled"));
 }
 
 int main(void)

@@ -19,10 +19,13 @@ typedef struct tcx_corex_options {
   int anneal;        /* nonzero: eps = 0.6^k, k = 1..6, then 0 */
   tcx_checkpoint *checkpoint; /* NULL, or checkpoints and stop requests
                                  (borrowed, see tcorex/checkpoint.h) */
+  int quiet_max_iter; /* nonzero: a stage that reaches max_iter is logged
+                         at TCX_LOG_DEBUG, not as a warning (a start that
+                         need not converge, such as T-CorEx's) */
 } tcx_corex_options;
 
 /* Sets the published defaults: 10 factors, max_iter 10000, tol 1e-5, anneal
- * on, seed 0, no checkpoint. */
+ * on, seed 0, no checkpoint, a warning for a stage that reaches max_iter. */
 void tcx_corex_options_default(tcx_corex_options *options);
 
 /* Result of a fit, in this rank's columns (row-major [m, n_local]). Factors

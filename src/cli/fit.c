@@ -221,16 +221,16 @@ static void format_identity(const fit_values *v, const tcx_block *block,
                                                 : "";
 
   snprintf(text, size,
-           "input=%s\ndataset=%s\nsamples=%lld\nvariables=%lld\n"
+           "input=%s\ndataset=%s\nholdout=%lld\nsamples=%lld\n"
+           "variables=%lld\n"
            "periods=%d\nmethod=%s\ngaussianize=%s\nmissing=%.17g\n"
            "split_periods=%lld\nperiod_length=%lld\nvalidation=%s\n"
-           "validation_dataset=%s\nholdout=%lld\n",
-           absolute ? absolute : v->input, v->dataset,
+           "validation_dataset=%s\n",
+           absolute ? absolute : v->input, v->dataset, (long long)v->holdout,
            (long long)block->n_rows, (long long)block->n_vars,
            block->n_periods, v->method, v->gaussianize, v->missing,
            (long long)v->periods, (long long)v->period_length, validation,
-           v->validation_path ? tcx_cli_fit_validation_dataset(v) : "",
-           (long long)v->holdout);
+           v->validation_path ? tcx_cli_fit_validation_dataset(v) : "");
   free(absolute);
   free(held_out);
 }
@@ -486,11 +486,16 @@ int tcx_cli_fit_block(tcx_ctx *ctx, const fit_values *v, tcx_block *block,
 
   *model = NULL;
   if (tcx_cli_fit_is_linear(v, block)) {
-    TCX_CHECK(!v->validation, ctx, TCX_ERR_USAGE,
+    TCX_CHECK(!v->validation || block->n_periods > 1, ctx, TCX_ERR_USAGE,
               "validation rows stop T-CorEx fits only, and these data "
               "select linear CorEx (one period); split them into periods "
               "with --periods or --period-length, or leave out the "
               "validation rows");
+    TCX_CHECK(!v->validation, ctx, TCX_ERR_USAGE,
+              "validation rows stop T-CorEx fits only, and --method linear "
+              "fits linear CorEx to the %d periods pooled; use --method "
+              "tcorex (or auto), or leave out the validation rows",
+              block->n_periods);
     warn_unused_tcorex_options(ctx, v);
     if (block->n_periods > 1)
       tcx_log(ctx, TCX_LOG_WARNING,
