@@ -297,6 +297,94 @@ static void point_tables_merge(void **state)
   }
 }
 
+/* --continue keeps the rows of an interrupted run's table and evaluates
+ * only the missing points. Point 3's kept row gets a made-up NLL of -1000,
+ * so it must be reused, not recomputed: it wins, and the best model is a
+ * fit of point 3. The recomputed points equal the full run's rows bit for
+ * bit (same rank count). Without a table, --continue evaluates every point;
+ * a table of another grid is rejected. */
+static void continue_keeps_table_rows(void **state)
+{
+  cli_fixture *fixture = *state;
+  char data[PATH_SIZE], options[ARGS_MAX], full[PATH_SIZE], partial[PATH_SIZE],
+      best[PATH_SIZE], model[PATH_SIZE], fresh[PATH_SIZE];
+  table_row full_rows[N_POINTS], rows[N_POINTS];
+  char args[ARGS_MAX];
+  run_output out;
+  FILE *file;
+
+  simulate(fixture->dir, data, sizeof(data));
+  snprintf(full, sizeof(full), "%s/grid.csv", fixture->dir);
+  snprintf(partial, sizeof(partial), "%s/partial.csv", fixture->dir);
+  snprintf(best, sizeof(best), "%s/best.h5", fixture->dir);
+  snprintf(model, sizeof(model), "%s/point3.h5", fixture->dir);
+  snprintf(fresh, sizeof(fresh), "%s/fresh.csv", fixture->dir);
+  snprintf(options, sizeof(options),
+           "--grid " GRID " --train %s --dataset /train --validation %s "
+           "--validation-dataset /test --table %s",
+           data, data, full);
+  run_select(2, options, &out);
+  assert_int_equal(out.exit_code, 0);
+  assert_int_equal(read_table(full, full_rows, N_POINTS), N_POINTS);
+
+  file = fopen(partial, "w");
+  assert_non_null(file);
+  fprintf(file, "point,l1,gamma,factors,validation_nll,iterations,seconds\n");
+  fprintf(file, "0,0,0.4,2,%.17g,%lld,1.5\n", full_rows[0].nll,
+          full_rows[0].iterations);
+  fprintf(file, "3,0.3,0.4,3,-1000,%lld,1.5\n", full_rows[3].iterations);
+  assert_int_equal(fclose(file), 0);
+  snprintf(options, sizeof(options),
+           "--grid " GRID " --train %s --dataset /train --validation %s "
+           "--validation-dataset /test --table %s --output %s --continue",
+           data, data, partial, best);
+  run_select(2, options, &out);
+  assert_int_equal(out.exit_code, 0);
+  assert_int_equal(read_table(partial, rows, N_POINTS), N_POINTS);
+  assert_grid_order(rows);
+  assert_true(rows[0].nll == full_rows[0].nll);
+  assert_true(rows[1].nll == full_rows[1].nll);
+  assert_true(rows[2].nll == full_rows[2].nll);
+  assert_true(rows[3].nll == -1000.0);
+  assert_int_equal(rows[1].iterations, full_rows[1].iterations);
+
+  snprintf(args, sizeof(args),
+           "fit -q --input %s --dataset /train --l1 0.3 --gamma 0.4 "
+           "--factors 3 " FIT_OPTIONS " --output %s",
+           data, model);
+  run_mpi(2, args, &out);
+  assert_int_equal(out.exit_code, 0);
+  assert_same_dataset(best, model, "/weights", 0.0);
+  assert_same_dataset(best, model, "/factors", 0.0);
+
+  /* No table yet: every point, as without --continue. */
+  snprintf(options, sizeof(options),
+           "--grid " GRID " --train %s --dataset /train --validation %s "
+           "--validation-dataset /test --table %s --continue",
+           data, data, fresh);
+  run_select(2, options, &out);
+  assert_int_equal(out.exit_code, 0);
+  assert_int_equal(read_table(fresh, rows, N_POINTS), N_POINTS);
+  for (int k = 0; k < N_POINTS; k++)
+    assert_true(rows[k].nll == full_rows[k].nll);
+
+  /* A table of another grid, and --continue with --from-tables. */
+  snprintf(options, sizeof(options),
+           "--grid 'l1=0,0.2 gamma=0.4 factors=2,3' --train %s --dataset "
+           "/train --validation %s --validation-dataset /test --table %s "
+           "--continue",
+           data, data, full);
+  run_select(1, options, &out);
+  assert_int_equal(out.exit_code, 3);
+  assert_non_null(strstr(out.text, "the table was written for another --grid"));
+  snprintf(options, sizeof(options),
+           "--grid " GRID " --from-tables '%s/*.csv' --table %s --continue",
+           fixture->dir, fresh);
+  run_select(1, options, &out);
+  assert_int_equal(out.exit_code, 2);
+  assert_non_null(strstr(out.text, "give one of them"));
+}
+
 /* Writes data [dims] as float64 dataset /data of a new file. */
 static void write_data(const char *path, int rank, const hsize_t *dims,
                        const double *data)
@@ -619,6 +707,8 @@ int main(void)
       cmocka_unit_test_setup_teardown(table_matches_fit_and_score, setup_dir,
                                       teardown_dir),
       cmocka_unit_test_setup_teardown(early_stopping_matches_fit, setup_dir,
+                                      teardown_dir),
+      cmocka_unit_test_setup_teardown(continue_keeps_table_rows, setup_dir,
                                       teardown_dir),
       cmocka_unit_test_setup_teardown(point_tables_merge, setup_dir,
                                       teardown_dir),

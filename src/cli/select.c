@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "commands.h"
 #include "score.h"
@@ -26,6 +27,7 @@ typedef struct select_values {
   int refit;
   int zero_mean;
   int early_stopping;
+  int resume_table; /* --continue */
 } select_values;
 
 /* The training and validation blocks, read once for all points. */
@@ -67,6 +69,11 @@ static const tcx_option_spec select_options[] = {
     {"--from-tables", TCX_OPT_STRING, SELECT_FIELD(from_tables), "PATTERN",
      "instead of fitting, merge the tables of --point runs whose paths match "
      "this glob(3) pattern (quote it)",
+     0, 0, 0, 0, NULL, 0},
+    {"--continue", TCX_OPT_FLAG, SELECT_FIELD(resume_table), NULL,
+     "keep the rows of an existing --table, written by an interrupted run "
+     "with the same grid, data and options, and evaluate only the points "
+     "it lacks (no table yet: start from the first point)",
      0, 0, 0, 0, NULL, 0},
     {"--refit", TCX_OPT_FLAG, SELECT_FIELD(refit), NULL,
      "fit the --output model to the training and validation data together", 0,
@@ -167,6 +174,14 @@ static int check_request(tcx_ctx *ctx, const select_values *v,
 
   TCX_CHECK(!(v->point >= 0 && v->from_tables), ctx, TCX_ERR_USAGE,
             "give at most one of --point and --from-tables");
+  TCX_CHECK(!(v->resume_table && v->from_tables), ctx, TCX_ERR_USAGE,
+            "--continue fits the points that --table lacks, and "
+            "--from-tables fits none; give one of them");
+  TCX_CHECK(!v->resume_table || strpbrk(v->table, "*?[") == NULL, ctx,
+            TCX_ERR_USAGE,
+            "--continue reads --table %s as a glob(3) pattern; rename it "
+            "without the characters * ? [",
+            v->table);
   TCX_CHECK(v->point < grid->n_points, ctx, TCX_ERR_USAGE,
             "invalid value for --point: %lld, but the grid has %lld points "
             "(0 to %lld)",
@@ -412,34 +427,107 @@ static int64_t best_row(const tcx_grid_row *rows, int64_t n_rows)
   return best;
 }
 
+/* With --continue and an existing --table, reads its rows on rank 0 into
+ * by_point and marks them in done, on every rank. Collective. */
+static int read_previous_rows(tcx_ctx *ctx, const select_values *v,
+                              const tcx_grid *grid, tcx_grid_row *by_point,
+                              int *done)
+{
+  int exists = 0, count = 0;
+  int rc = TCX_OK;
+
+  if (!v->resume_table)
+    return TCX_OK;
+  if (tcx_ctx_rank(ctx) == 0) {
+    exists = access(v->table, F_OK) == 0;
+    if (exists)
+      rc = tcx_grid_read_tables(ctx, v->table, grid, by_point, done);
+  }
+  TCX_TRY(tcx_ctx_agree(ctx, rc));
+  TCX_TRY_MPI(ctx, MPI_Bcast(&exists, 1, MPI_INT, 0, tcx_ctx_comm(ctx)));
+  if (!exists) {
+    tcx_log(ctx, TCX_LOG_PROGRESS,
+            "select: --continue: no table %s yet; evaluating every point",
+            v->table);
+    return TCX_OK;
+  }
+  TCX_TRY_MPI(ctx, MPI_Bcast(done, (int)grid->n_points, MPI_INT, 0,
+                             tcx_ctx_comm(ctx)));
+  TCX_TRY_MPI(ctx, MPI_Bcast(by_point,
+                             (int)(grid->n_points * sizeof(*by_point)),
+                             MPI_BYTE, 0, tcx_ctx_comm(ctx)));
+  for (int64_t k = 0; k < grid->n_points; k++)
+    count += done[k];
+  tcx_log(ctx, TCX_LOG_WARNING,
+          "select: --continue: keeping %d row(s) of %s; %lld point(s) left",
+          count, v->table, (long long)grid->n_points - count);
+
+cleanup:
+  return rc;
+}
+
+/* Copies the rows of the points in [first, end) that are done into rows, in
+ * point order. Returns their count. */
+static int64_t collect_rows(const tcx_grid_row *by_point, const int *done,
+                            int64_t first, int64_t end, tcx_grid_row *rows)
+{
+  int64_t n = 0;
+
+  for (int64_t k = first; k < end; k++)
+    if (done[k])
+      rows[n++] = by_point[k];
+  return n;
+}
+
 /* Evaluates every point, or only --point, rewriting the table after each so
- * that finished points survive an interrupted job. Keeps the model of the
- * best point in *best unless best is NULL. Collective. */
+ * that finished points survive an interrupted job; with --continue, the
+ * points of the existing table are kept instead of evaluated again. Keeps
+ * the model of the best point in *best unless best is NULL, or leaves *best
+ * NULL when the best row is a kept one. Collective. */
 static int evaluate_grid(tcx_ctx *ctx, const select_values *v,
                          const tcx_grid *grid, const select_data *data,
                          tcx_grid_row *rows, int64_t *n_rows, tcx_model **best)
 {
   const int64_t first = v->point >= 0 ? v->point : 0;
   const int64_t end = v->point >= 0 ? v->point + 1 : grid->n_points;
+  tcx_grid_row *by_point = NULL;
+  int *done = NULL;
   tcx_model *model = NULL;
+  int64_t best_point = -1, r;
   int rc = TCX_OK;
 
   *n_rows = 0;
+  TCX_TRY(tcx_calloc(ctx, grid->n_points, sizeof(*by_point), "table rows",
+                     &by_point));
+  TCX_TRY(tcx_calloc(ctx, grid->n_points, sizeof(*done), "table flags",
+                     &done));
+  TCX_TRY(read_previous_rows(ctx, v, grid, by_point, done));
   for (int64_t k = first; k < end; k++) {
-    tcx_grid_row *row = &rows[(*n_rows)++];
-
-    TCX_TRY(evaluate_point(ctx, v, grid, data, k, row, &model));
-    if (best && model && best_row(rows, *n_rows) == *n_rows - 1) {
+    if (done[k])
+      continue;
+    TCX_TRY(evaluate_point(ctx, v, grid, data, k, &by_point[k], &model));
+    done[k] = 1;
+    *n_rows = collect_rows(by_point, done, first, end, rows);
+    r = best_row(rows, *n_rows);
+    if (best && model && r >= 0 && rows[r].point == k) {
       tcx_model_destroy(best);
       *best = model;
       model = NULL;
+      best_point = k;
     }
     tcx_model_destroy(&model);
     TCX_TRY(write_table(ctx, v, grid, rows, *n_rows));
   }
+  *n_rows = collect_rows(by_point, done, first, end, rows);
+  /* A kept row may beat every point fitted here. */
+  r = best_row(rows, *n_rows);
+  if (best && (r < 0 || rows[r].point != best_point))
+    tcx_model_destroy(best);
 
 cleanup:
   tcx_model_destroy(&model);
+  free(by_point);
+  free(done);
   return rc;
 }
 
@@ -451,7 +539,7 @@ static int merge_tables(tcx_ctx *ctx, const select_values *v,
   int rc = TCX_OK;
 
   if (tcx_ctx_rank(ctx) == 0)
-    rc = tcx_grid_read_tables(ctx, v->from_tables, grid, rows);
+    rc = tcx_grid_read_tables(ctx, v->from_tables, grid, rows, NULL);
   TCX_TRY(tcx_ctx_agree(ctx, rc));
   TCX_TRY(write_table(ctx, v, grid, rows, grid->n_points));
   TCX_TRY_MPI(ctx, MPI_Bcast(rows, (int)(grid->n_points * sizeof(*rows)),

@@ -81,11 +81,14 @@ int tcx_grid_write_table(tcx_ctx *ctx, const char *path, const tcx_grid *grid,
 /* Reads the rows of every file matching the glob(3) pattern into rows
  * (grid->n_points entries, rows[k] for point k). Each row must carry the
  * grid's parameter values of its point, and a point read twice must have
- * the same result both times. Fails with TCX_ERR_INPUT naming the file and
- * line, or naming the points that no file has. Not collective: rank 0 calls
- * it. */
+ * the same result both times. With present NULL, every point must have a
+ * row. Otherwise points may be missing, and present[k] is set to 1 for the
+ * points read, 0 for the others. Fails with TCX_ERR_INPUT naming the file
+ * and line, or naming the points that no file has. Not collective: rank 0
+ * calls it. */
 int tcx_grid_read_tables(tcx_ctx *ctx, const char *pattern,
-                         const tcx_grid *grid, tcx_grid_row *rows);
+                         const tcx_grid *grid, tcx_grid_row *rows,
+                         int *present);
 
 /* Copies a block: its periods and data. The caller frees *copy with
  * tcx_block_destroy(). Not collective. */

@@ -269,7 +269,8 @@ static int64_t list_missing(const table_source *source, int64_t n_points,
 }
 
 int tcx_grid_read_tables(tcx_ctx *ctx, const char *pattern,
-                         const tcx_grid *grid, tcx_grid_row *rows)
+                         const tcx_grid *grid, tcx_grid_row *rows,
+                         int *present)
 {
   glob_t files = {0};
   table_source source = {NULL, NULL};
@@ -296,6 +297,11 @@ int tcx_grid_read_tables(tcx_ctx *ctx, const char *pattern,
   for (size_t f = 0; f < files.gl_pathc; f++)
     TCX_TRY(read_table(ctx, grid, &files, (int)f, rows, &source));
 
+  if (present) {
+    for (int64_t k = 0; k < grid->n_points; k++)
+      present[k] = source.file[k] >= 0;
+    goto cleanup;
+  }
   n_missing =
       list_missing(&source, grid->n_points, missing_text, sizeof(missing_text));
   TCX_CHECK(n_missing == 0, ctx, TCX_ERR_INPUT,
