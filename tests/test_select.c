@@ -357,6 +357,24 @@ static void continue_keeps_table_rows(void **state)
   assert_same_dataset(best, model, "/weights", 0.0);
   assert_same_dataset(best, model, "/factors", 0.0);
 
+  /* --point 2 --continue on a table with point 3 only: both rows stay. */
+  file = fopen(partial, "w");
+  assert_non_null(file);
+  fprintf(file, "point,l1,gamma,factors,validation_nll,iterations,seconds\n");
+  fprintf(file, "3,0.3,0.4,3,-1000,%lld,1.5\n", full_rows[3].iterations);
+  assert_int_equal(fclose(file), 0);
+  snprintf(options, sizeof(options),
+           "--grid " GRID " --train %s --dataset /train --validation %s "
+           "--validation-dataset /test --table %s --point 2 --continue",
+           data, data, partial);
+  run_select(2, options, &out);
+  assert_int_equal(out.exit_code, 0);
+  assert_int_equal(read_table(partial, rows, N_POINTS), 2);
+  assert_int_equal(rows[0].point, 2);
+  assert_true(rows[0].nll == full_rows[2].nll);
+  assert_int_equal(rows[1].point, 3);
+  assert_true(rows[1].nll == -1000.0);
+
   /* No table yet: every point, as without --continue. */
   snprintf(options, sizeof(options),
            "--grid " GRID " --train %s --dataset /train --validation %s "

@@ -179,8 +179,8 @@ static int check_request(tcx_ctx *ctx, const select_values *v,
             "--from-tables fits none; give one of them");
   TCX_CHECK(!v->resume_table || strpbrk(v->table, "*?[") == NULL, ctx,
             TCX_ERR_USAGE,
-            "--continue reads --table %s as a glob(3) pattern; rename it "
-            "without the characters * ? [",
+            "--table %s contains * ? or [, which --continue cannot read; "
+            "choose a table path without them",
             v->table);
   TCX_CHECK(v->point < grid->n_points, ctx, TCX_ERR_USAGE,
             "invalid value for --point: %lld, but the grid has %lld points "
@@ -430,10 +430,10 @@ static int64_t best_row(const tcx_grid_row *rows, int64_t n_rows)
 /* With --continue and an existing --table, reads its rows on rank 0 into
  * by_point and marks them in done, on every rank. Collective. */
 static int read_previous_rows(tcx_ctx *ctx, const select_values *v,
-                              const tcx_grid *grid, tcx_grid_row *by_point,
-                              int *done)
+                              const tcx_grid *grid, int64_t first, int64_t end,
+                              tcx_grid_row *by_point, int *done)
 {
-  int exists = 0, count = 0;
+  int exists = 0, count = 0, left = 0;
   int rc = TCX_OK;
 
   if (!v->resume_table)
@@ -458,16 +458,19 @@ static int read_previous_rows(tcx_ctx *ctx, const select_values *v,
                              MPI_BYTE, 0, tcx_ctx_comm(ctx)));
   for (int64_t k = 0; k < grid->n_points; k++)
     count += done[k];
+  for (int64_t k = first; k < end; k++)
+    left += !done[k];
   tcx_log(ctx, TCX_LOG_WARNING,
-          "select: --continue: keeping %d row(s) of %s; %lld point(s) left",
-          count, v->table, (long long)grid->n_points - count);
+          "select: --continue: keeping %d row(s) of %s; %d point(s) to fit",
+          count, v->table, left);
 
 cleanup:
   return rc;
 }
 
 /* Copies the rows of the points in [first, end) that are done into rows, in
- * point order. Returns their count. */
+ * point order. Returns their count. The table gets the rows of all points,
+ * so that --point K --continue keeps the rows of other points too. */
 static int64_t collect_rows(const tcx_grid_row *by_point, const int *done,
                             int64_t first, int64_t end, tcx_grid_row *rows)
 {
@@ -490,7 +493,7 @@ static int evaluate_grid(tcx_ctx *ctx, const select_values *v,
 {
   const int64_t first = v->point >= 0 ? v->point : 0;
   const int64_t end = v->point >= 0 ? v->point + 1 : grid->n_points;
-  tcx_grid_row *by_point = NULL;
+  tcx_grid_row *by_point = NULL, *table_rows = NULL;
   int *done = NULL;
   tcx_model *model = NULL;
   int64_t best_point = -1, r;
@@ -499,9 +502,11 @@ static int evaluate_grid(tcx_ctx *ctx, const select_values *v,
   *n_rows = 0;
   TCX_TRY(tcx_calloc(ctx, grid->n_points, sizeof(*by_point), "table rows",
                      &by_point));
+  TCX_TRY(tcx_calloc(ctx, grid->n_points, sizeof(*table_rows), "table rows",
+                     &table_rows));
   TCX_TRY(tcx_calloc(ctx, grid->n_points, sizeof(*done), "table flags",
                      &done));
-  TCX_TRY(read_previous_rows(ctx, v, grid, by_point, done));
+  TCX_TRY(read_previous_rows(ctx, v, grid, first, end, by_point, done));
   for (int64_t k = first; k < end; k++) {
     if (done[k])
       continue;
@@ -516,7 +521,9 @@ static int evaluate_grid(tcx_ctx *ctx, const select_values *v,
       best_point = k;
     }
     tcx_model_destroy(&model);
-    TCX_TRY(write_table(ctx, v, grid, rows, *n_rows));
+    TCX_TRY(write_table(ctx, v, grid, table_rows,
+                        collect_rows(by_point, done, 0, grid->n_points,
+                                     table_rows)));
   }
   *n_rows = collect_rows(by_point, done, first, end, rows);
   /* A kept row may beat every point fitted here. */
@@ -527,6 +534,7 @@ static int evaluate_grid(tcx_ctx *ctx, const select_values *v,
 cleanup:
   tcx_model_destroy(&model);
   free(by_point);
+  free(table_rows);
   free(done);
   return rc;
 }
@@ -592,6 +600,11 @@ static int write_output(tcx_ctx *ctx, const select_values *v,
   if (*model) {
     TCX_TRY(tcx_model_set_double(ctx, *model, "seconds", row->seconds));
   } else {
+    if (!v->refit)
+      tcx_log(ctx, TCX_LOG_PROGRESS,
+              "select: fitting point %lld again for --output; this run did "
+              "not keep its model",
+              (long long)row->point);
     TCX_TRY(fit_output(ctx, v, grid, data, row->point, model));
     TCX_TRY(tcx_model_set_double(ctx, *model, "seconds", tcx_time() - start));
   }

@@ -121,9 +121,10 @@ static int parse_row(tcx_ctx *ctx, const tcx_grid *grid, const char *path,
 
   count = split_fields(line, fields, n_fields);
   TCX_CHECK(count == n_fields, ctx, TCX_ERR_INPUT,
-            "%s line %lld has %d fields, expected %d (point, %d grid "
+            "%s line %lld has %d field%s, expected %d (point, %d grid "
             "parameters, validation_nll, iterations, seconds)",
-            path, (long long)line_number, count, n_fields, grid->n_keys);
+            path, (long long)line_number, count, count == 1 ? "" : "s",
+            n_fields, grid->n_keys);
   TCX_CHECK(parse_integer(fields[0], &row->point) && row->point >= 0 &&
                 row->point < grid->n_points,
             ctx, TCX_ERR_INPUT,
@@ -177,13 +178,29 @@ static int store_row(tcx_ctx *ctx, const glob_t *files, int file,
          rows[k].iterations == row->iterations;
   TCX_CHECK(same, ctx, TCX_ERR_INPUT,
             "point %lld has different results in %s line %lld and %s line "
-            "%lld; remove the stale file or narrow the --from-tables pattern",
+            "%lld; remove the stale row, or with --from-tables the stale "
+            "file, or narrow the pattern",
             (long long)k, files->gl_pathv[source->file[k]],
             (long long)source->line[k], files->gl_pathv[file],
             (long long)line_number);
 
 cleanup:
   return rc;
+}
+
+/* Copies text into shown for a message: at most size - 4 characters, each
+ * one that is not printable ASCII replaced by '?', and "..." when cut. */
+static void show_text(const char *text, char *shown, size_t size)
+{
+  size_t n = 0;
+
+  for (; text[n] && n + 4 < size; n++)
+    shown[n] = text[n] >= 0x20 && text[n] < 0x7f ? text[n] : '?';
+  if (text[n]) {
+    memcpy(shown + n, "...", 3);
+    n += 3;
+  }
+  shown[n] = '\0';
 }
 
 static int read_table(tcx_ctx *ctx, const tcx_grid *grid, const glob_t *files,
@@ -209,11 +226,14 @@ static int read_table(tcx_ctx *ctx, const tcx_grid *grid, const glob_t *files,
       line[--length] = '\0';
     line_number++;
     if (line_number == 1) {
+      char shown[64];
+
+      show_text(line, shown, sizeof(shown));
       TCX_CHECK(strcmp(line, header) == 0, ctx, TCX_ERR_INPUT,
                 "%s starts with '%s' but the grid's table header is '%s'; "
                 "give the --grid of the runs that wrote it, keys in the same "
-                "order",
-                path, line, header);
+                "order, or check that the file is a table of 'tcorex select'",
+                path, shown, header);
       continue;
     }
     if (length == 0)
