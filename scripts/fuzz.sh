@@ -48,7 +48,7 @@ cat "$root/tests/sanitizers/lsan.supp" \
 # in a process whose memory is capped, and HDF5 fails on the NULL with an
 # error that tcorex reports.
 # tests/fuzz/asan_dependencies.supp lists the memory errors inside HDF5 that
-# the sanitizer sees through memcpy on corrupt input, with their inputs.
+# the sanitizer detects through memcpy on corrupt input, with their inputs.
 export ASAN_OPTIONS=detect_leaks=1:fast_unwind_on_malloc=0:abort_on_error=0:allocator_may_return_null=1:max_allocation_size_mb=1024:suppressions=$root/tests/fuzz/asan_dependencies.supp
 # use_tls=0: see scripts/test_sanitizers.sh.
 export LSAN_OPTIONS=use_tls=0:suppressions=$build/lsan.supp:print_suppressions=0

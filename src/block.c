@@ -104,7 +104,7 @@ int tcx_block_hold_out(tcx_ctx *ctx, tcx_block *block, int64_t n_held,
   const int nt = block->n_periods;
   const int64_t nl = block->n_local;
   int64_t *held_rows = NULL, min_rows = 0;
-  tcx_block *held = NULL;
+  tcx_block *held_block = NULL;
   int shortest = 0;
   int rc = TCX_OK;
 
@@ -138,30 +138,30 @@ int tcx_block_hold_out(tcx_ctx *ctx, tcx_block *block, int64_t n_held,
   for (int t = 0; t < nt; t++)
     held_rows[t] = n_held;
   TCX_TRY(tcx_block_create(ctx, nt, held_rows, block->n_vars,
-                           block->col_begin, nl, &held));
+                           block->col_begin, nl, &held_block));
   /* The kept rows move towards the front in place: period t's rows end up
    * at or before where they were, so a forward pass never overwrites rows
    * it still has to read. */
   for (int t = 0; t < nt; t++) {
     const int64_t begin = block->period_begin[t];
-    const int64_t kept = block->period_begin[t + 1] - begin - n_held;
+    const int64_t kept_rows = block->period_begin[t + 1] - begin - n_held;
     const int64_t new_begin = begin - (int64_t)t * n_held;
 
-    memcpy(held->data + held->period_begin[t] * nl,
-           block->data + (begin + kept) * nl,
+    memcpy(held_block->data + held_block->period_begin[t] * nl,
+           block->data + (begin + kept_rows) * nl,
            (size_t)(n_held * nl) * sizeof(double));
     memmove(block->data + new_begin * nl, block->data + begin * nl,
-            (size_t)(kept * nl) * sizeof(double));
+            (size_t)(kept_rows * nl) * sizeof(double));
   }
   for (int t = 1; t <= nt; t++)
     block->period_begin[t] -= (int64_t)t * n_held;
   block->n_rows = block->period_begin[nt];
-  *held_out = held;
-  held = NULL;
+  *held_out = held_block;
+  held_block = NULL;
 
 cleanup:
   free(held_rows);
-  tcx_block_destroy(&held);
+  tcx_block_destroy(&held_block);
   return rc;
 }
 

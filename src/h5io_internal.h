@@ -85,8 +85,8 @@ int tcx_h5_open_dataset(tcx_ctx *ctx, hid_t file, const char *path,
                         const char *name, hid_t *dataset);
 
 /* Fails unless the dataset contains integers or floating-point numbers,
- * and unless its compact or contiguous storage, when allocated, holds as
- * many bytes as its shape needs (HDF5 1.10 reads such a corrupt dataset
+ * and unless its compact or contiguous storage, when allocated, contains
+ * as many bytes as its shape needs (HDF5 1.10 reads such a corrupt dataset
  * through a NULL pointer). Not collective. */
 int tcx_h5_check_numeric(tcx_ctx *ctx, hid_t dataset, const char *path,
                          const char *name);

@@ -98,8 +98,8 @@ static int recent_push(recent_values *recent, double value,
 }
 
 /* Logs the state of a stage at most once a second, and always at its end.
- * stage counts from 0; the message counts from 1, as the linear CorEx and
- * checkpoint messages do. */
+ * The message numbers stages from 1, like the linear CorEx and checkpoint
+ * messages, although stage counts from 0. */
 static void log_progress(tcx_ctx *ctx, double *last_time, int force, int stage,
                          double eps, int64_t iteration,
                          const tcx_tcorex_value *value)

@@ -1,7 +1,7 @@
-/* Early stopping of the T-CorEx optimiser on held-out rows: the model at the
- * current weights scores them every few steps, the weights with the lowest
- * NLL are kept, and the fit stops once the NLL has not improved for a given
- * number of checks. */
+/* Early stopping of the T-CorEx optimiser on held-out rows. Every few steps
+ * the model at the current weights scores them and the weights with the
+ * lowest NLL are kept. The fit stops once the NLL has not improved for a
+ * given number of checks. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>

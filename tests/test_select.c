@@ -297,6 +297,17 @@ static void point_tables_merge(void **state)
   }
 }
 
+/* Writes a table of GRID: the header, then lines as given. */
+static void write_table(const char *path, const char *lines)
+{
+  FILE *file = fopen(path, "w");
+
+  assert_non_null(file);
+  fprintf(file, "point,l1,gamma,factors,validation_nll,iterations,seconds\n");
+  fputs(lines, file);
+  assert_int_equal(fclose(file), 0);
+}
+
 /* --continue keeps the rows of an interrupted run's table and evaluates
  * only the missing points. Point 3's kept row gets a made-up NLL of -1000,
  * so it must be reused, not recomputed: it wins, and the best model is a
@@ -309,9 +320,8 @@ static void continue_keeps_table_rows(void **state)
   char data[PATH_SIZE], options[ARGS_MAX], full[PATH_SIZE], partial[PATH_SIZE],
       best[PATH_SIZE], model[PATH_SIZE], fresh[PATH_SIZE];
   table_row full_rows[N_POINTS], rows[N_POINTS];
-  char args[ARGS_MAX];
+  char args[ARGS_MAX], lines[256];
   run_output out;
-  FILE *file;
 
   simulate(fixture->dir, data, sizeof(data));
   snprintf(full, sizeof(full), "%s/grid.csv", fixture->dir);
@@ -327,13 +337,10 @@ static void continue_keeps_table_rows(void **state)
   assert_int_equal(out.exit_code, 0);
   assert_int_equal(read_table(full, full_rows, N_POINTS), N_POINTS);
 
-  file = fopen(partial, "w");
-  assert_non_null(file);
-  fprintf(file, "point,l1,gamma,factors,validation_nll,iterations,seconds\n");
-  fprintf(file, "0,0,0.4,2,%.17g,%lld,1.5\n", full_rows[0].nll,
-          full_rows[0].iterations);
-  fprintf(file, "3,0.3,0.4,3,-1000,%lld,1.5\n", full_rows[3].iterations);
-  assert_int_equal(fclose(file), 0);
+  snprintf(lines, sizeof(lines),
+           "0,0,0.4,2,%.17g,%lld,1.5\n3,0.3,0.4,3,-1000,%lld,1.5\n",
+           full_rows[0].nll, full_rows[0].iterations, full_rows[3].iterations);
+  write_table(partial, lines);
   snprintf(options, sizeof(options),
            "--grid " GRID " --train %s --dataset /train --validation %s "
            "--validation-dataset /test --table %s --output %s --continue",
@@ -358,11 +365,9 @@ static void continue_keeps_table_rows(void **state)
   assert_same_dataset(best, model, "/factors", 0.0);
 
   /* --point 2 --continue on a table with point 3 only: both rows stay. */
-  file = fopen(partial, "w");
-  assert_non_null(file);
-  fprintf(file, "point,l1,gamma,factors,validation_nll,iterations,seconds\n");
-  fprintf(file, "3,0.3,0.4,3,-1000,%lld,1.5\n", full_rows[3].iterations);
-  assert_int_equal(fclose(file), 0);
+  snprintf(lines, sizeof(lines), "3,0.3,0.4,3,-1000,%lld,1.5\n",
+           full_rows[3].iterations);
+  write_table(partial, lines);
   snprintf(options, sizeof(options),
            "--grid " GRID " --train %s --dataset /train --validation %s "
            "--validation-dataset /test --table %s --point 2 --continue",

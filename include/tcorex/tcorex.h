@@ -97,10 +97,10 @@ typedef struct tcx_tcorex_options {
 /* Sets the published defaults: 10 factors, gamma 0.5, l1 = l2 = 0, reg W,
  * unweighted objective, max_samples 2^30 (whole series), max_iter 1000, tol
  * 1e-4 over windows of 10 steps (the published code: 1e-5 over 50), anneal
- * and reanneal on, init LINEAR with max_iter iterations per stage, Adam with
- * learning rate 1e-3, seed 0, double precision, no checkpoint, and no
- * validation rows (with them: a check every 10 steps, patience 3). Not
- * collective. */
+ * and reanneal on, init LINEAR with max_iter iterations per stage. The
+ * optimiser is Adam with learning rate 1e-3, seed 0, double precision, no
+ * checkpoint and no validation rows. With validation rows the defaults are
+ * a check every 10 steps and patience 3. Not collective. */
 void tcx_tcorex_options_default(tcx_tcorex_options *options);
 
 /* Objective value split into its parts (all minimised, replicated). The

@@ -482,11 +482,11 @@ static int64_t collect_rows(const tcx_grid_row *by_point, const int *done,
   return n;
 }
 
-/* Evaluates every point, or only --point, rewriting the table after each so
- * that finished points survive an interrupted job; with --continue, the
- * points of the existing table are kept instead of evaluated again. Keeps
- * the model of the best point in *best unless best is NULL, or leaves *best
- * NULL when the best row is a kept one. Collective. */
+/* Evaluates every point, or only --point, and rewrites the table after
+ * each, so that finished points survive an interrupted job. With
+ * --continue, the points of the existing table are kept instead of
+ * evaluated again. Keeps the model of the best point in *best unless best
+ * is NULL. Leaves *best NULL when the best row is a kept one. Collective. */
 static int evaluate_grid(tcx_ctx *ctx, const select_values *v,
                          const tcx_grid *grid, const select_data *data,
                          tcx_grid_row *rows, int64_t *n_rows, tcx_model **best)
@@ -626,6 +626,8 @@ cleanup:
   return rc;
 }
 
+/* NOTE: select installs no signal handler, so SIGTERM or SIGUSR1 ends it at
+ * once. The table on disk then contains the rows finished so far. */
 static int run_select(tcx_ctx *ctx, void *values)
 {
   select_values *v = values;

@@ -188,19 +188,19 @@ cleanup:
   return rc;
 }
 
-/* Copies text into shown for a message: at most size - 4 characters, each
- * one that is not printable ASCII replaced by '?', and "..." when cut. */
-static void show_text(const char *text, char *shown, size_t size)
+/* Copies text into printable for a message: at most size - 4 characters,
+ * each one that is not printable ASCII replaced by '?', and "..." when cut. */
+static void show_text(const char *text, char *printable, size_t size)
 {
   size_t n = 0;
 
   for (; text[n] && n + 4 < size; n++)
-    shown[n] = text[n] >= 0x20 && text[n] < 0x7f ? text[n] : '?';
+    printable[n] = text[n] >= 0x20 && text[n] < 0x7f ? text[n] : '?';
   if (text[n]) {
-    memcpy(shown + n, "...", 3);
+    memcpy(printable + n, "...", 3);
     n += 3;
   }
-  shown[n] = '\0';
+  printable[n] = '\0';
 }
 
 static int read_table(tcx_ctx *ctx, const tcx_grid *grid, const glob_t *files,
@@ -226,14 +226,14 @@ static int read_table(tcx_ctx *ctx, const tcx_grid *grid, const glob_t *files,
       line[--length] = '\0';
     line_number++;
     if (line_number == 1) {
-      char shown[64];
+      char printable[64];
 
-      show_text(line, shown, sizeof(shown));
+      show_text(line, printable, sizeof(printable));
       TCX_CHECK(strcmp(line, header) == 0, ctx, TCX_ERR_INPUT,
                 "%s starts with '%s' but the grid's table header is '%s'; "
                 "give the --grid of the runs that wrote it, keys in the same "
                 "order, or check that the file is a table of 'tcorex select'",
-                path, shown, header);
+                path, printable, header);
       continue;
     }
     if (length == 0)
